@@ -1,0 +1,78 @@
+"""Cache: where execr keeps compiled modules and snapshots, written atomically under a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["atomic_write", "cache_dir", "digest", "locked", "read_verified", "write_verified"]
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$EXECR_CACHE_DIR`` or the user's cache dir for execr."""
+    env = os.environ.get("EXECR_CACHE_DIR")
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("execr"))
+
+
+def digest(*parts: str | bytes) -> str:
+    """A short stable key over ``parts``."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_verified(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` and a SHA-256 sidecar that ``read_verified`` checks."""
+    atomic_write(path, data)
+    atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+
+
+def read_verified(path: Path) -> bytes | None:
+    """The bytes at ``path`` if present and matching their sidecar hash, else ``None``."""
+    try:
+        data = path.read_bytes()
+        want = path.with_name(path.name + ".sha256").read_text().strip()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == want else None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``path`` (a lock file) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: atomic writes keep the cache consistent
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

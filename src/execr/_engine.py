@@ -1,0 +1,466 @@
+"""Engine: the one seam to wasmtime.
+
+Only this module imports ``wasmtime``. It owns the process-wide Engine (fuel metering and
+epoch interruption on), compiles and caches modules, runs one guest per fresh Store,
+enforces the limits (fuel, memory, wall clock, watch callbacks), and translates every
+trap, exit and wasmtime error into execr's vocabulary (``Outcome``, exit code, message).
+
+The wall clock is enforced twice: an epoch ticker thread wakes a per-store callback that
+stops wasm code, and execr's own ``poll_oneoff`` (sleep, select) waits at most until the
+deadline, so blocking calls are cut short too. ``clock_time_get`` is execr's as well, so
+absolute sleeps use the same clock. Creating symlinks and hard links is refused.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import wasmtime as wt
+from wasmtime import _bindings as ffi
+
+from . import _cache
+from ._exceptions import RuntimeUnavailable
+from ._limits import Limits
+from ._mounts import Preopen
+from ._output import Capture
+from ._results import Outcome
+
+__all__ = ["WASMTIME_VERSION", "BootImage", "Compiled", "EntryPoint", "Host", "Launch", "RawRun", "host"]
+
+WASMTIME_VERSION = getattr(wt, "__version__", None) or _cache.digest(str(wt.__file__))
+ENGINE_CONFIG = "fuel+epoch;v1"
+TICK = 0.005  # epoch tick (seconds): the granularity of wall-clock stops
+WATCH_EVERY = 0.02  # how often a run's watch callback (file caps) is polled
+UNLIMITED_FUEL = 1 << 62
+EPERM, EINVAL, EFAULT = 63, 28, 21
+
+_local = threading.local()
+
+
+@dataclasses.dataclass
+class _Run:
+    """Per-run host state, reachable from host functions on the running thread."""
+
+    deadline: float | None
+    watch: Callable[[], str | None] | None
+    cancel: threading.Event | None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    stop: tuple[Outcome, str] | None = None
+    next_watch: float = 0.0
+
+    def check(self) -> tuple[Outcome, str] | None:
+        """Decide whether the run must stop now (and remember why)."""
+        if self.stop is None:
+            now = time.monotonic()
+            if self.cancel is not None and self.cancel.is_set():
+                self.stop = (Outcome.CANCELLED, "the run was cancelled by the host")
+            elif self.deadline is not None and now >= self.deadline:
+                self.stop = (Outcome.TIMED_OUT, "wall-clock limit reached")
+            elif self.watch is not None and now >= self.next_watch:
+                self.next_watch = now + WATCH_EVERY
+                reason = self.watch()
+                if reason is not None:
+                    self.stop = (Outcome.FILE_LIMIT, reason)
+        return self.stop
+
+
+def _current() -> _Run | None:
+    return getattr(_local, "run", None)
+
+
+# --- epoch ticker and per-store deadline callback ------------------------------------
+
+_CallbackType = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_FinalizerType = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
+
+
+def _on_epoch(_ctx: object, _data: object, delta: ctypes._Pointer[ctypes.c_uint64], kind: object) -> int:
+    try:
+        run = _current()
+        stop = run.check() if run is not None else None
+        if stop is not None:
+            err = ffi.wasmtime_error_new(ctypes.c_char_p(f"execr: {stop[1]}".encode()))
+            return ctypes.cast(err, ctypes.c_void_p).value or 0
+        delta[0] = 1
+        ctypes.cast(kind, ctypes.POINTER(ctypes.c_uint8))[0] = 0  # continue
+        return 0
+    except BaseException:  # never let an exception cross the FFI boundary
+        delta[0] = 1
+        return 0
+
+
+_ON_EPOCH = _CallbackType(_on_epoch)
+_NO_FINALIZER = _FinalizerType(lambda _data: None)
+
+
+class _Ticker(threading.Thread):
+    def __init__(self, engine: wt.Engine) -> None:
+        super().__init__(name="execr-epoch", daemon=True)
+        self._engine = engine
+
+    def run(self) -> None:
+        while True:
+            time.sleep(TICK)
+            self._engine.increment_epoch()
+
+
+# --- host functions that replace WASI's ------------------------------------------------
+
+_CLOCKS: dict[int, Callable[[], int]] = {0: time.time_ns, 1: time.monotonic_ns}
+
+
+def _clock_now(clock: int) -> int:
+    fn = _CLOCKS.get(clock)
+    if fn is not None:
+        return fn()
+    run = _current()  # process / thread CPU clocks: time since this run started
+    start = run.started if run is not None else 0.0
+    return int((time.monotonic() - start) * 1e9)
+
+
+def _clock_time_get(caller: wt.Caller, clock: int, _precision: int, out: int) -> int:
+    if clock not in (0, 1, 2, 3):
+        return EINVAL
+    mem = caller["memory"]
+    assert isinstance(mem, wt.Memory)
+    mem.write(caller, struct.pack("<Q", _clock_now(clock)), out)
+    return 0
+
+
+def _poll_oneoff(caller: wt.Caller, subs_ptr: int, events_ptr: int, nsubs: int, nevents_ptr: int) -> int:
+    if nsubs <= 0:
+        return EINVAL
+    mem = caller["memory"]
+    assert isinstance(mem, wt.Memory)
+    raw = bytes(mem.read(caller, subs_ptr, subs_ptr + 48 * nsubs))
+    ready: list[bytes] = []
+    clocks: list[tuple[float, bytes]] = []
+    for i in range(nsubs):
+        sub = raw[48 * i : 48 * (i + 1)]
+        userdata, tag = sub[0:8], sub[8]
+        if tag == 0:
+            clock, timeout = struct.unpack_from("<IQ", sub, 16)[0], struct.unpack_from("<Q", sub, 24)[0]
+            if struct.unpack_from("<H", sub, 40)[0] & 1:  # absolute time
+                timeout = max(0, timeout - _clock_now(clock))
+            clocks.append((timeout / 1e9, userdata + struct.pack("<HBx", 0, 0) + bytes(20)))
+        elif tag in (1, 2):  # files are always ready
+            ready.append(userdata + struct.pack("<HBx", 0, tag) + bytes(4) + struct.pack("<QH6x", 0, 0))
+        else:
+            return EINVAL
+    if not ready and clocks:
+        wait = min(t for t, _ in clocks)
+        run = _current()
+        end = time.monotonic() + wait
+        while True:
+            now = time.monotonic()
+            if run is not None and run.check() is not None:
+                raise wt.Trap(f"execr: {run.stop[1] if run.stop else 'stopped'}")
+            if now >= end:
+                break
+            step = end - now
+            if run is not None and run.deadline is not None:
+                step = min(step, max(run.deadline - now, 0.0) + 0.001)
+            step = min(step, 0.05)
+            if run is not None and run.cancel is not None:
+                run.cancel.wait(step)
+            else:
+                time.sleep(step)
+        ready = [ev for t, ev in clocks if t <= wait]
+    mem.write(caller, b"".join(ready), events_ptr)
+    mem.write(caller, struct.pack("<I", len(ready)), nevents_ptr)
+    return 0
+
+
+def _refuse(caller: wt.Caller, *_args: int) -> int:
+    return EPERM
+
+
+_I32, _I64 = wt.ValType.i32(), wt.ValType.i64()
+_OVERRIDES: list[tuple[str, list[wt.ValType], Callable[..., int]]] = [
+    ("poll_oneoff", [_I32] * 4, _poll_oneoff),
+    ("clock_time_get", [_I32, _I64, _I32], _clock_time_get),
+    ("path_symlink", [_I32] * 5, _refuse),
+    ("path_link", [_I32] * 7, _refuse),
+]
+
+
+# --- compiled modules, launches and results --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryPoint:
+    """How to call the Python entry function inside a snapshot instance."""
+
+    table_index: int
+    args: tuple[int, int, int]
+    mailbox: int
+    magic: int
+    patches: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclasses.dataclass
+class Launch:
+    """Everything one guest run needs from the host."""
+
+    preopens: Sequence[Preopen]
+    stdin: str
+    stdout: Capture
+    stderr: Capture
+    limits: Limits
+    argv: Sequence[str] = ("python",)
+    env: Sequence[tuple[str, str]] = ()
+    entry: EntryPoint | None = None
+    watch: Callable[[], str | None] | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RawRun:
+    """What the engine observed: the outcome and the numbers, before outputs are attached."""
+
+    outcome: Outcome
+    exit_code: int | None
+    error: str | None
+    fuel_consumed: int
+    memory: int
+    data_len: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BootImage:
+    """Linear memory and stack pointer captured when the bootstrap aborted."""
+
+    memory: bytes
+    stack_pointer: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Compiled:
+    """A compiled module ready to instantiate (its InstancePre is linked once)."""
+
+    def __init__(self, host: Host, module: wt.Module) -> None:
+        self.module = module
+        self.pre = host._linker.instantiate_pre(module)
+        mem = next(e.type for e in module.exports if e.name == "memory")
+        assert isinstance(mem, wt.MemoryType)
+        self.min_bytes = mem.limits.min * 65536
+
+
+_EXIT_STATUS = re.compile(r"exit status (?:of )?(\d+)|status (\d+)")
+
+
+class Host:
+    """The process-wide wasmtime Engine, Linker and epoch ticker (thread-safe)."""
+
+    def __init__(self) -> None:
+        cfg = wt.Config()
+        cfg.consume_fuel = True
+        cfg.epoch_interruption = True
+        self._engine = wt.Engine(cfg)
+        self._linker = wt.Linker(self._engine)
+        self._linker.define_wasi()
+        self._linker.allow_shadowing = True
+        for name, params, fn in _OVERRIDES:
+            self._linker.define_func(
+                "wasi_snapshot_preview1", name, wt.FuncType(params, [_I32]), fn, access_caller=True
+            )
+        self._lock = threading.Lock()
+        self._ticker: _Ticker | None = None
+
+    # -- modules --
+
+    def validate(self, wasm: bytes) -> None:
+        """Raise ``RuntimeUnavailable`` unless ``wasm`` is a valid module for this engine."""
+        try:
+            wt.Module.validate(self._engine, wasm)
+        except wt.WasmtimeError as e:
+            raise RuntimeUnavailable(f"invalid WebAssembly module: {e}") from e
+
+    def load_cached(self, cache: Path) -> Compiled | None:
+        """The module serialized at ``cache``, or ``None`` if absent, corrupt or stale."""
+        data = _cache.read_verified(cache)
+        if data is None:
+            return None
+        try:
+            return Compiled(self, wt.Module.deserialize(self._engine, data))
+        except wt.WasmtimeError:
+            return None
+
+    def compile(self, wasm: bytes, cache: Path | None) -> Compiled:
+        """Compile ``wasm`` and, with ``cache``, serialize it there atomically."""
+        try:
+            module = wt.Module(self._engine, wasm)
+        except wt.WasmtimeError as e:
+            raise RuntimeUnavailable(f"cannot compile the runtime: {e}") from e
+        if cache is not None:
+            _cache.write_verified(cache, module.serialize())
+        return Compiled(self, module)
+
+    # -- running --
+
+    def _ensure_ticker(self) -> None:
+        with self._lock:
+            if self._ticker is None or not self._ticker.is_alive():
+                self._ticker = _Ticker(self._engine)
+                self._ticker.start()
+
+    def _store(self, launch: Launch) -> tuple[wt.Store, int]:
+        store = wt.Store(self._engine)
+        wasi = wt.WasiConfig()
+        wasi.argv = list(launch.argv)
+        wasi.env = [list(kv) for kv in launch.env]
+        wasi.stdin_file = launch.stdin
+        wasi.stdout_custom = launch.stdout.write
+        wasi.stderr_custom = launch.stderr.write
+        for p in launch.preopens:
+            wasi.preopen_dir(p.host, p.guest, p.writable)
+        store.set_wasi(wasi)
+        fuel = launch.limits.fuel if launch.limits.fuel is not None else UNLIMITED_FUEL
+        store.set_fuel(fuel)
+        if launch.limits.memory_limit is not None:
+            store.set_limits(memory_size=launch.limits.memory_limit)
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
+        store.set_epoch_deadline(1)
+        return store, fuel
+
+    def run(self, compiled: Compiled, launch: Launch) -> RawRun:
+        """Run one guest in a fresh Store and instance; never raises for guest behaviour."""
+        self._ensure_ticker()
+        deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
+        state = _Run(deadline=deadline, watch=launch.watch, cancel=launch.cancel)
+        store, fuel = self._store(launch)
+        exit_code: int | None = None
+        error: str | None = None
+        outcome = Outcome.COMPLETED
+        memory = data_len = 0
+        _local.run = state
+        try:
+            limit = launch.limits.memory_limit
+            if limit is not None and compiled.min_bytes > limit:
+                raise _Early(
+                    Outcome.MEMORY_LIMIT,
+                    f"memory_limit {limit} is below the runtime's initial memory of {compiled.min_bytes} bytes",
+                )
+            instance = compiled.pre.instantiate(store)
+            exports = instance.exports(store)
+            mem = exports["memory"]
+            assert isinstance(mem, wt.Memory)
+            try:
+                if launch.entry is None:
+                    start = exports["_start"]
+                    assert isinstance(start, wt.Func)
+                    start(store)
+                    exit_code = 0
+                else:
+                    exit_code = self._enter(store, exports, mem, launch.entry)
+            except wt.ExitTrap as e:
+                exit_code = e.code
+            except (wt.Trap, wt.WasmtimeError) as e:
+                outcome, exit_code, error = _classify(e, state)
+            finally:
+                memory, data_len = mem.size(store), mem.data_len(store)
+            if error is None and exit_code is None:
+                outcome, error = Outcome.CRASHED, "the entry function did not report an exit status"
+            elif error is None:
+                outcome = Outcome.COMPLETED if exit_code == 0 else Outcome.FAILED
+        except _Early as e:
+            outcome, error = e.outcome, e.message
+        except (wt.Trap, wt.WasmtimeError) as e:
+            outcome, exit_code, error = _classify(e, state)
+            if "memory" in str(e) and launch.limits.memory_limit is not None:
+                outcome = Outcome.MEMORY_LIMIT
+        finally:
+            _local.run = None
+            consumed = fuel - store.get_fuel()
+            store.close()  # release WASI streams here, not on a wasmtime thread at exit
+        return RawRun(outcome, exit_code, error, consumed, memory, data_len)
+
+    @staticmethod
+    def _enter(store: wt.Store, exports: wt.InstanceExports, mem: wt.Memory, entry: EntryPoint) -> int | None:
+        for addr, data in entry.patches:
+            mem.write(store, data, addr)
+        table = exports["__execr_table"]
+        assert isinstance(table, wt.Table)
+        func = table.get(store, entry.table_index)
+        assert isinstance(func, wt.Func)
+        func(store, *entry.args)
+        magic, status = struct.unpack("<Ii", bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
+        return status if magic == entry.magic else None
+
+    def boot(self, compiled: Compiled, launch: Launch) -> BootImage:
+        """Run ``_start`` until the bootstrap aborts; capture memory and the stack pointer."""
+        store, _fuel = self._store(launch)
+        try:
+            instance = compiled.pre.instantiate(store)
+            exports = instance.exports(store)
+            start = exports["_start"]
+            assert isinstance(start, wt.Func)
+            try:
+                start(store)
+            except wt.Trap as e:
+                if e.trap_code is not wt.TrapCode.UNREACHABLE:
+                    raise RuntimeUnavailable(f"snapshot bootstrap trapped: {e.message.splitlines()[0]}") from e
+            except wt.ExitTrap as e:
+                raise RuntimeUnavailable(
+                    f"snapshot bootstrap exited with {e.code}: {launch.stderr.value()[0][-2000:]!r}"
+                ) from e
+            else:
+                raise RuntimeUnavailable("snapshot bootstrap returned instead of aborting")
+            mem, sp = exports["memory"], exports["__execr_sp"]
+            assert isinstance(mem, wt.Memory) and isinstance(sp, wt.Global)
+            image = bytes(mem.read(store, 0, mem.data_len(store)))
+            sp_value = sp.value(store)
+            assert isinstance(sp_value, int)
+            return BootImage(image, sp_value, launch.stdout.value()[0], launch.stderr.value()[0])
+        finally:
+            store.close()
+
+
+class _Early(Exception):
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome, self.message = outcome, message
+
+
+def _classify(e: Exception, state: _Run) -> tuple[Outcome, int | None, str | None]:
+    """Translate a wasmtime trap or error into (outcome, exit code, message)."""
+    if state.stop is not None:
+        return state.stop[0], None, state.stop[1]
+    message = (e.message if isinstance(e, wt.Trap) else str(e)).strip()
+    first = message.splitlines()[0] if message else type(e).__name__
+    code = e.trap_code if isinstance(e, wt.Trap) else None
+    if code is wt.TrapCode.OUT_OF_FUEL or "all fuel consumed" in message:
+        return Outcome.OUT_OF_FUEL, None, "fuel limit reached"
+    if code is wt.TrapCode.INTERRUPT or "epoch deadline" in message:
+        return Outcome.TIMED_OUT, None, "wall-clock limit reached"
+    if "exit status" in message or "proc_exit" in message:
+        m = _EXIT_STATUS.search(message)
+        if m:
+            status = int(m.group(1) or m.group(2))
+            return Outcome.FAILED, status, None
+    if code is wt.TrapCode.STACK_OVERFLOW:
+        return Outcome.CRASHED, None, "wasm stack overflow"
+    if code is wt.TrapCode.UNREACHABLE:
+        return Outcome.CRASHED, None, "the interpreter aborted (wasm 'unreachable' trap)"
+    return Outcome.CRASHED, None, first
+
+
+_host: Host | None = None
+_host_lock = threading.Lock()
+
+
+def host() -> Host:
+    """The process-wide ``Host`` (created on first use)."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = Host()
+        return _host

@@ -1,0 +1,126 @@
+"""Guest code: the Python that runs *inside* the sandbox to boot the snapshot and enter each run.
+
+The bootstrap runs once, as ``python -c BOOTSTRAP``, on a fresh instance with the fixed
+mount layout (see ``_layout``). It imports what runs need, defines the entry function,
+warms the compiler, freezes the garbage collector, prints the addresses the host needs
+and aborts: the host captures linear memory at that trap. Each run then calls the entry
+function in a fresh instance of the captured image. The entry reads its request (marshal-encoded, code
+included) from a buffer the host writes into guest memory, or from
+``/__execr__/request.bin`` when it is too large for the buffer; it makes the interpreter look like ``python /__execr__/main.py``
+(argv, environ, sys.path, cwd, a fresh ``__main__``, fresh ``random`` state), runs the
+script, and writes the exit status into a mailbox the host reads. It returns instead of
+exiting, so one instance can take several requests in turn.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["BOOTSTRAP", "BOOTSTRAP_VERSION", "MAILBOX_MAGIC", "MAILBOX_MARK", "PRELOAD", "REQUEST_BOX"]
+
+BOOTSTRAP_VERSION: Final = "5"
+#: Bytes of guest memory reserved for a request; larger requests go through a file.
+REQUEST_BOX: Final = 256 * 1024
+MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
+#: The mailbox's bytes at boot, so the host can check it found the right address.
+MAILBOX_MARK: Final = b"EXECR-MAILBOX-01"
+
+#: Standard modules imported at boot, so that runs import them for free.
+PRELOAD: Final = ["atexit", "base64", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "importlib", "io", "itertools", "json", "linecache", "math", "operator", "pathlib", "random", "re", "statistics", "string", "struct", "textwrap", "time", "traceback", "types", "typing"]
+
+BOOTSTRAP: Final = """
+import sys, os, gc
+for _name in %(preload)r:
+    __import__(_name)
+del _name
+sys.dont_write_bytecode = True
+
+
+def _make_entry():
+    MAILBOX_MARK = %(mark)r
+    import atexit, builtins, linecache, marshal, random, struct, sys, types
+    from importlib.machinery import SourceFileLoader
+
+    box = bytearray(MAILBOX_MARK + bytes(%(box)d))
+    pack_into, unpack_from, loads = struct.pack_into, struct.unpack_from, marshal.loads
+    stdlib = tuple(p for p in sys.path if p.startswith("/usr/local/lib"))
+
+    def exit_status(exc):
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        try:
+            print(code, file=sys.stderr)
+        except BaseException:
+            pass
+        return 1
+
+    def flush():
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+
+    def __execr_entry__():
+        status = 1
+        try:
+            size = unpack_from("<I", box, 16)[0]
+            pack_into("<Ii", box, 0, 0, 0)
+            if size == 0xFFFFFFFF:
+                with open("/__execr__/request.bin", "rb") as f:
+                    req = loads(f.read())
+            else:
+                req = loads(bytes(box[20 : 20 + size]))
+            script, source = req["script"], req["code"]
+            sys.argv[:] = [script, *req["args"]]
+            sys.orig_argv[:] = ["python", script, *req["args"]]
+            os.environ.clear()
+            os.environ.update(req["env"])
+            sys.path[:] = [os.path.dirname(script), *req["path"], *stdlib]
+            for key in [k for k in sys.path_importer_cache if not k.startswith(stdlib)]:
+                del sys.path_importer_cache[key]
+            if req["cwd"] != os.getcwd():
+                os.chdir(req["cwd"])
+            random.seed()
+            main = types.ModuleType("__main__")
+            main.__file__ = script
+            main.__cached__ = None
+            main.__builtins__ = builtins
+            main.__loader__ = SourceFileLoader("__main__", script)
+            sys.modules["__main__"] = main
+            linecache.clearcache()
+            text = source.decode("utf-8", "replace")
+            linecache.cache[script] = (len(text), None, text.splitlines(True), script)
+            code = compile(source, script, "exec", dont_inherit=True)
+            exec(code, main.__dict__)
+            status = 0
+        except SystemExit as exc:
+            status = exit_status(exc)
+        except BaseException as exc:
+            tb = exc.__traceback__
+            try:
+                sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else None)
+            except BaseException:
+                pass
+            status = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        try:
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+        flush()
+        pack_into("<Ii", box, 0, %(magic)d, status)
+
+    return __execr_entry__, box
+
+
+_entry, _mailbox = _make_entry()
+exec(compile("def _f(x):\\n    return [i * 2 for i in range(x)]\\n_f(3)\\n", "<warm>", "exec"), {})
+gc.collect()
+gc.freeze()
+sys.stdout.write("EXECR-BOOT %%d %%d %%d %%d\\n" %% (id(_entry), id(()), id(type(_entry)), id(_mailbox)))
+sys.stdout.flush()
+os.abort()
+""" % {"preload": PRELOAD, "magic": MAILBOX_MAGIC, "mark": MAILBOX_MARK, "box": REQUEST_BOX}

@@ -1,0 +1,270 @@
+"""Runtime: the owner of the compiled modules and snapshot, and the way one request becomes a Result.
+
+One ``Runtime`` holds the verified binary, the plain and snapshot modules (built lazily,
+or ahead by ``warmup``), and runs requests; ``execute()`` uses a process-wide default.
+Every run gets its own Store, instance, and temporary directories. Thread-safe: the
+build happens once under a lock (and a file lock across processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import marshal
+import os
+import re
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import _engine, _snapshot
+from ._binary import PYTHON_VERSION, Binary, load
+from ._cache import cache_dir
+from ._exceptions import RuntimeClosed, RuntimeUnavailable
+from ._guest import BOOTSTRAP_VERSION, REQUEST_BOX
+from ._limits import Limits
+from ._mounts import PACKAGES, SCRIPT, SLOTS, Workspace
+from ._output import Capture
+from ._request import Request, make_request
+from ._results import Outcome, Result
+
+__all__ = ["Runtime", "default_runtime"]
+
+_MEMORY_ERROR = re.compile(rb"(^|\n)(MemoryError|Fatal Python error: .*(memory|Memory))")
+
+
+def _stderr_progress(message: str) -> None:
+    if os.environ.get("EXECR_QUIET") != "1":
+        print(f"execr: {message}", file=sys.stderr, flush=True)
+
+
+class Runtime:
+    """A CPython-in-WebAssembly runtime: build once, then run many isolated requests.
+
+    ``snapshot=False`` always uses the plain ``_start`` path. A snapshot that cannot be
+    built falls back to the plain path with a message (``snapshot_error`` says why).
+    """
+
+    def __init__(
+        self,
+        *,
+        binary: str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        snapshot: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self._binary_arg = binary
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._use_snapshot = snapshot
+        self._progress = progress or _stderr_progress
+        self._lock = threading.RLock()
+        self._plain: _engine.Compiled | None = None
+        self._snap: _snapshot.Snapshot | None = None
+        self.snapshot_error: str | None = None
+        self._closed = False
+
+    # -- building --
+
+    @property
+    def binary(self) -> Binary:
+        """The verified CPython binary."""
+        return load(self._binary_arg)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where compiled modules are cached."""
+        return self._cache_dir or cache_dir()
+
+    def _artifacts(self) -> _snapshot.Artifacts:
+        return _snapshot.artifacts(self.binary, self.cache_dir)
+
+    def _plain_module(self) -> _engine.Compiled:
+        with self._lock:
+            self._check_open()
+            if self._plain is None:
+                self._plain = _snapshot.load_plain(_engine.host(), self.binary, self._artifacts(), self._progress)
+            return self._plain
+
+    def _snapshot_module(self) -> _snapshot.Snapshot | None:
+        with self._lock:
+            if self._snap is None and self.snapshot_error is None and self._use_snapshot:
+                plain = self._plain_module()
+                try:
+                    self._snap = _snapshot.load(_engine.host(), self.binary, self._artifacts(), plain, self._progress)
+                except RuntimeUnavailable as e:
+                    self.snapshot_error = str(e)
+                    self._progress(f"snapshot unavailable, using the plain path: {e}")
+            return self._snap
+
+    def warmup(self) -> None:
+        """Build (or load) the compiled module and the snapshot now, not on first use."""
+        self._plain_module()
+        self._snapshot_module()
+
+    def info(self) -> dict[str, Any]:
+        """Versions, hashes, cache paths and state (what ``execr info`` prints)."""
+        where = self._artifacts()
+        return {
+            "python_version": PYTHON_VERSION,
+            "binary_path": str(self.binary.path),
+            "binary_sha256": self.binary.sha256,
+            "wasmtime_version": _engine.WASMTIME_VERSION,
+            "bootstrap_version": BOOTSTRAP_VERSION,
+            "cache_dir": str(self.cache_dir),
+            "plain_module": {"path": str(where.plain), "cached": where.plain.exists()},
+            "snapshot": {
+                "path": str(where.snapshot),
+                "cached": where.snapshot.exists() and where.meta.exists(),
+                "enabled": self._use_snapshot,
+                "error": self.snapshot_error,
+            },
+            "mount_slots": SLOTS,
+        }
+
+    # -- running --
+
+    def execute(self, code: str, stdin: str | bytes = "", args: Any = None, **kwargs: Any) -> Result:
+        """Run ``code`` in a fresh sandbox; the arguments are those of ``execr.execute``."""
+        return self.run(make_request(code, stdin, args, **kwargs))
+
+    def run(self, request: Request, cancel: threading.Event | None = None) -> Result:
+        """Run one validated request. Guest failures come back in the Result."""
+        self._check_open()
+        started = time.perf_counter()
+        snap = self._snapshot_module() if request.snapshot else None
+        compiled = snap.compiled if snap is not None else self._plain_module()
+        lim = request.limits
+        ws = Workspace(
+            root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
+        )
+        try:
+            stdin = self._stdin(ws, request)
+            env = list(request.env)
+            path = [PACKAGES] if request.pythonpath is not None else []
+            if path:
+                env.append(("PYTHONPATH", PACKAGES))
+            launch = _engine.Launch(
+                preopens=ws.preopens(),
+                stdin=stdin,
+                stdout=Capture(lim.max_stdout),
+                stderr=Capture(lim.max_stderr),
+                limits=lim,
+                watch=self._watch(ws, lim),
+                cancel=cancel,
+            )
+            code = request.code.encode("utf-8", "surrogatepass")
+            if snap is not None:
+                payload = marshal.dumps(
+                    {
+                        "script": SCRIPT,
+                        "code": code,
+                        "args": list(request.args),
+                        "env": dict(env),
+                        "path": path,
+                        "cwd": "/",
+                    },
+                    4,
+                )
+                big = len(payload) > REQUEST_BOX
+                ws.write_script(code, payload if big else None)
+                box = struct.pack("<I", 0xFFFFFFFF) if big else struct.pack("<I", len(payload)) + payload
+                patches = [(snap.entry.mailbox + 16, box)]
+                patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
+                launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
+            else:
+                ws.write_script(code)
+                launch.argv = ("python", "-B", SCRIPT, *request.args)
+                launch.env = env
+            raw = _engine.host().run(compiled, launch)
+            stdout, out_dropped = launch.stdout.value()
+            stderr, err_dropped = launch.stderr.value()
+            outcome, error = raw.outcome, raw.error
+            if outcome in (Outcome.FAILED, Outcome.CRASHED) and lim.memory_limit is not None:
+                if _MEMORY_ERROR.search(stderr[-4096:]):
+                    outcome, error = Outcome.MEMORY_LIMIT, f"memory_limit of {lim.memory_limit} bytes reached"
+            files = ws.changed(lim.max_returned_file_bytes, None if lim.max_files is None else lim.max_files + 100)
+            if request.stdio is not None:
+                (request.stdio / "stdout.txt").write_bytes(stdout)
+                (request.stdio / "stderr.txt").write_bytes(stderr)
+            return Result.build(
+                stdout=stdout,
+                stderr=stderr,
+                stdout_dropped=out_dropped,
+                stderr_dropped=err_dropped,
+                fuel_consumed=raw.fuel_consumed,
+                memory=raw.memory,
+                data_len=raw.data_len,
+                outcome=outcome,
+                exit_code=raw.exit_code,
+                duration=time.perf_counter() - started,
+                files=files,
+                error=error,
+                mode="snapshot" if snap is not None else "plain",
+            )
+        finally:
+            ws.close()
+
+    @staticmethod
+    def _stdin(ws: Workspace, request: Request) -> str:
+        if request.stdio is not None:
+            target = request.stdio / "stdin.txt"
+            target.write_bytes(request.stdin)
+            return str(target)
+        if not request.stdin:
+            return os.devnull
+        name = os.path.join(ws.scratch, "stdin")
+        with open(name, "wb") as f:
+            f.write(request.stdin)
+        return name
+
+    @staticmethod
+    def _watch(ws: Workspace, lim: Limits) -> Callable[[], str | None] | None:
+        if lim.max_files is None and lim.max_file_bytes is None:
+            return None
+        base_files = len(ws.before)
+        base_bytes = sum(sig[0] for sig in ws.before.values())
+        scan_limit = None if lim.max_files is None else base_files + lim.max_files + 1
+
+        def watch() -> str | None:
+            files, size = ws.usage(scan_limit)
+            if lim.max_files is not None and files - base_files > lim.max_files:
+                return f"max_files limit of {lim.max_files} files reached"
+            if lim.max_file_bytes is not None and size - base_bytes > lim.max_file_bytes:
+                return f"max_file_bytes limit of {lim.max_file_bytes} bytes reached"
+            return None
+
+        return watch
+
+    # -- lifecycle --
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeClosed("this Runtime is closed")
+
+    def close(self) -> None:
+        """Release the compiled modules (idempotent); later use raises ``RuntimeClosed``."""
+        with self._lock:
+            self._closed = True
+            self._plain = self._snap = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def default_runtime() -> Runtime:
+    """The process-wide runtime ``execute()`` uses (``EXECR_SNAPSHOT=0`` disables the snapshot)."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._closed:
+            _default = Runtime(snapshot=os.environ.get("EXECR_SNAPSHOT", "1") != "0")
+        return _default

@@ -1,0 +1,161 @@
+"""Snapshot: building the pre-initialized CPython module that makes a fresh run cost milliseconds.
+
+Build (once per binary hash, wasmtime version, engine config and bootstrap version):
+instrument the binary to export its stack pointer and function table, boot it with the
+bootstrap until it aborts, capture linear memory and the stack pointer, rebuild the module
+with that memory as its data, and compile it. The result (and the plain module) is cached
+on disk, written atomically under a file lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import _cache, _guest, _wasm
+from ._binary import Binary
+from ._engine import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
+from ._exceptions import RuntimeUnavailable
+from ._limits import Limits
+from ._mounts import SLOTS, Workspace, slot_placeholder
+from ._output import Capture
+
+__all__ = ["Artifacts", "Snapshot", "build", "cache_key"]
+
+TP_CALL_OFFSET = 64  # PyTypeObject.tp_call in a 32-bit CPython 3.12
+BYTEARRAY_START_OFFSET = 20  # PyByteArrayObject.ob_start in a 32-bit CPython 3.12
+FIRST_SLOT_FD = 6
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The compiled snapshot module and how to enter it."""
+
+    compiled: Compiled
+    entry: EntryPoint
+    slots: tuple[int, ...]  # guest-memory address of each mount slot's path string
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifacts:
+    """Cache file locations for one key."""
+
+    dir: Path
+
+    @property
+    def plain(self) -> Path:
+        return self.dir / "plain.cwasm"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.dir / "snapshot.cwasm"
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "snapshot.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir.with_name(self.dir.name + ".lock")
+
+
+def cache_key(binary: Binary) -> str:
+    """Everything a cached module depends on."""
+    return _cache.digest(
+        binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, _guest.BOOTSTRAP_VERSION, _guest.BOOTSTRAP, str(SLOTS)
+    )
+
+
+def artifacts(binary: Binary, cache_dir: Path) -> Artifacts:
+    """Where the modules of ``binary`` are cached under ``cache_dir``."""
+    return Artifacts(cache_dir / f"python-3.12.0-{cache_key(binary)}")
+
+
+def load_plain(host: Host, binary: Binary, where: Artifacts, progress: Progress) -> Compiled:
+    """The plain module (the binary with its stack pointer and table exported), compiled."""
+    with _cache.locked(where.lock):
+        compiled = host.load_cached(where.plain)
+        if compiled is None:
+            progress("compiling the CPython runtime (one time, ~10-30 s)...")
+            compiled = host.compile(_wasm.instrument(binary.data), where.plain)
+        return compiled
+
+
+def _find_slot(image: bytes, index: int) -> int:
+    """Address of the slot's path string in wasi-libc's preopen table (kept without the leading '/')."""
+    needle = slot_placeholder(index).lstrip("/").encode() + b"\0"
+    fd = FIRST_SLOT_FD + index
+    at = image.find(needle)
+    while at != -1:
+        if image.find(struct.pack("<II", at, fd)) != -1:
+            return at
+        at = image.find(needle, at + 1)
+    raise RuntimeUnavailable(f"snapshot: mount slot {index} not found in the preopen table")
+
+
+def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
+    line = next((ln for ln in boot.stdout.decode(errors="replace").splitlines() if ln.startswith("EXECR-BOOT ")), None)
+    if line is None:
+        raise RuntimeUnavailable(f"snapshot bootstrap printed no addresses; stderr: {boot.stderr[-2000:]!r}")
+    entry_id, args_id, type_id, mailbox_id = (int(x) for x in line.split()[1:])
+    image = boot.memory
+    (table_index,) = struct.unpack_from("<I", image, type_id + TP_CALL_OFFSET)
+    (mailbox,) = struct.unpack_from("<I", image, mailbox_id + BYTEARRAY_START_OFFSET)
+    if image[mailbox : mailbox + len(_guest.MAILBOX_MARK)] != _guest.MAILBOX_MARK:
+        raise RuntimeUnavailable("snapshot: the entry mailbox is not where the interpreter layout says")
+    slots = tuple(_find_slot(image, i) for i in range(SLOTS))
+    return EntryPoint(table_index, (entry_id, args_id, 0), mailbox, _guest.MAILBOX_MAGIC), slots
+
+
+def _boot(host: Host, plain: Compiled) -> BootImage:
+    ws = Workspace(root=None, mounts=(), packages=None, files={})
+    fd, stdin = tempfile.mkstemp(prefix="execr-boot-stdin-")
+    os.close(fd)
+    try:
+        launch = Launch(
+            preopens=ws.preopens(),
+            stdin=stdin,
+            stdout=Capture(None),
+            stderr=Capture(1 << 20),
+            limits=Limits(timeout=None, memory_limit=None, fuel=None),
+            argv=("python", "-c", _guest.BOOTSTRAP),
+        )
+        return host.boot(plain, launch)
+    finally:
+        os.unlink(stdin)
+        ws.close()
+
+
+def load(host: Host, binary: Binary, where: Artifacts, plain: Compiled, progress: Progress) -> Snapshot:
+    """The snapshot for ``binary``: from the cache, else built now (under the cache lock)."""
+    with _cache.locked(where.lock):
+        meta = _cache.read_verified(where.meta)
+        compiled = host.load_cached(where.snapshot) if meta is not None else None
+        if meta is not None and compiled is not None:
+            info = json.loads(meta)
+            args = tuple(info["args"])
+            entry = EntryPoint(info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"])
+            return Snapshot(compiled, entry, tuple(info["slots"]))
+        started = time.monotonic()
+        progress("building the execr snapshot (one time, about a minute on 2 cores)...")
+        progress("  booting CPython with the bootstrap...")
+        boot = _boot(host, plain)
+        entry, slots = _entry_point(boot)
+        progress(f"  captured {len(boot.memory) >> 20} MiB of memory; rebuilding the module...")
+        wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
+        host.validate(wasm)
+        progress("  compiling the snapshot module...")
+        compiled = host.compile(wasm, where.snapshot)
+        info = dataclasses.asdict(entry) | {"slots": list(slots)}
+        info.pop("patches", None)
+        _cache.write_verified(where.meta, json.dumps(info).encode())
+        progress(f"snapshot ready in {time.monotonic() - started:.0f} s")
+        return Snapshot(compiled, entry, slots)

@@ -1,0 +1,389 @@
+"""WebAssembly binary sections: read, instrument and rebuild modules.
+
+A pure-Python, section-level rewriter that turns a booted CPython.wasm into a pre-initialized
+snapshot: :func:`instrument` exports the stack pointer and the function table, :func:`rebuild`
+bakes a memory image and stack pointer back in as active data segments. Malformed input raises
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeVar
+
+HEADER = b"\0asm\x01\0\0\0"
+PAGE_SIZE = 65536
+SP_EXPORT = "__execr_sp"
+TABLE_EXPORT = "__execr_table"
+MAX_DATA_SEGMENTS = 100_000  # wasmtime (wasmparser) limit
+MERGE_GAP = 64  # zero runs shorter than this stay inside a data segment
+
+# Section ids, and the order known sections must appear in (custom: anywhere).
+CUSTOM, IMPORT, TABLE, MEMORY, GLOBAL, EXPORT = 0, 2, 4, 5, 6, 7
+DATA, DATACOUNT = 11, 12
+_RANK = {s: i for i, s in enumerate((1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11))}
+# Import/export kinds.
+FUNC, TABLE_KIND, MEMORY_KIND, GLOBAL_KIND, TAG = 0, 1, 2, 3, 4
+
+_NO_EXPORTS: Mapping[str, tuple[int, int]] = MappingProxyType({})
+_ZEROS = re.compile(rb"\x00*")
+_I32, _END, _GLOBAL_GET = 0x7F, 0x0B, 0x23
+
+Limits = tuple[int, int, int | None]  # flag byte, min, max
+Sections = list[tuple[int, bytes]]
+T = TypeVar("T")
+
+
+def encode_leb(value: int, signed: bool = False) -> bytes:
+    """LEB128 encoding of ``value`` (two's complement if ``signed``)."""
+    if value < 0 and not signed:
+        raise ValueError(f"cannot encode negative {value} as unsigned LEB128")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        done = (value, byte & 0x40 if signed else 0) in ((0, 0), (-1, 0x40))
+        out.append(byte if done else byte | 0x80)
+        if done:
+            return bytes(out)
+
+
+def decode_leb(data: bytes, pos: int = 0, bits: int = 32, signed: bool = False) -> tuple[int, int]:
+    """Decode the LEB128 (of at most ``bits``) at ``pos``: ``(value, next_pos)``."""
+    if pos < len(data) and (result := data[pos]) < (0x40 if signed else 0x80):
+        return result, pos + 1  # fast path: one byte
+    result = shift = 0
+    for _ in range((bits + 6) // 7):
+        if pos >= len(data):
+            raise ValueError(f"truncated LEB128 at offset {pos}")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if signed and byte & 0x40:
+                result -= 1 << shift
+            lo = -(1 << (bits - 1)) if signed else 0
+            if not lo <= result < lo + (1 << bits):
+                raise ValueError(f"LEB128 overflow: value does not fit {bits} bits")
+            return result, pos
+    raise ValueError(f"LEB128 overflow: too many bytes for {bits} bits")
+
+
+def encode_name(name: str) -> bytes:
+    """A wasm name: length-prefixed UTF-8."""
+    raw = name.encode()
+    return encode_leb(len(raw)) + raw
+
+
+def _i32_const(value: int) -> bytes:
+    """``i32.const value`` for an unsigned 32-bit value (wrapped to signed)."""
+    return b"\x41" + encode_leb(value - (value >> 31 << 32), signed=True)
+
+
+class _Reader:
+    """Cursor over one section payload; every read is bounds-checked."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def fail(self, msg: str) -> ValueError:
+        return ValueError(f"at offset {self.pos}: {msg}")
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def skip(self, n: int) -> int:
+        """Advance ``n`` bytes; return the old position."""
+        if self.pos + n > len(self.data):
+            raise self.fail(f"needs {n} bytes, {len(self.data) - self.pos} left")
+        self.pos += n
+        return self.pos - n
+
+    def take(self, n: int) -> bytes:
+        return self.data[self.skip(n) : self.pos]
+
+    def u(self, bits: int = 32, signed: bool = False) -> int:
+        value, self.pos = decode_leb(self.data, self.pos, bits, signed)
+        return value
+
+    def name(self) -> str:
+        return self.take(self.u()).decode()  # UnicodeDecodeError is a ValueError
+
+    def limits(self) -> Limits:
+        flag = self.byte()
+        if flag > 0x07:
+            raise self.fail(f"unsupported limits flag {flag:#x}")
+        bits = 64 if flag & 0x04 else 32
+        low = self.u(bits)
+        return flag, low, self.u(bits) if flag & 0x01 else None
+
+    def const_expr(self) -> tuple[bytes, bool]:
+        """Skip a constant expression; return its bytes and if it uses global.get."""
+        start, uses_global = self.pos, False
+        while (op := self.byte()) != _END:
+            if op in (0x41, 0x42):  # i32.const, i64.const
+                self.u(32 if op == 0x41 else 64, signed=True)
+            elif op in (0x43, 0x44):  # f32.const, f64.const
+                self.take(4 if op == 0x43 else 8)
+            elif op in (_GLOBAL_GET, 0xD2):  # global.get, ref.func
+                uses_global |= op == _GLOBAL_GET
+                self.u()
+            elif op == 0xD0:  # ref.null heaptype
+                self.u(33, signed=True)
+            else:
+                raise self.fail(f"unsupported opcode {op:#04x} in constant expression")
+        return self.data[start : self.pos], uses_global
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise self.fail(f"{len(self.data) - self.pos} trailing bytes")
+
+
+def iter_sections(module: bytes) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(section_id, payload)`` for each section of a binary module."""
+    if len(module) < 8 or module[:4] != HEADER[:4]:
+        raise ValueError("not a WebAssembly module: bad magic")
+    if module[4:8] != HEADER[4:]:
+        raise ValueError(f"unsupported WebAssembly version {module[4:8].hex()}")
+    pos = 8
+    while pos < len(module):
+        sid = module[pos]
+        size, start = decode_leb(module, pos + 1)  # "truncated LEB128 at offset"
+        if start + size > len(module):
+            raise ValueError(f"truncated section {sid} at offset {pos} ({size} bytes)")
+        yield sid, module[start : start + size]
+        pos = start + size
+
+
+def _split(module: bytes) -> Sections:
+    """All sections, checking ids, order and uniqueness of known sections."""
+    sections, last = list(iter_sections(module)), -1
+    for sid, _ in sections:
+        if sid == CUSTOM:
+            continue
+        if sid not in _RANK:
+            raise ValueError(f"unknown section id {sid}")
+        if _RANK[sid] <= last:
+            raise ValueError(f"section {sid} is duplicated or out of order")
+        last = _RANK[sid]
+    return sections
+
+
+def _get(sections: Sections, sid: int) -> bytes | None:
+    return next((p for s, p in sections if s == sid), None)
+
+
+def _put(sections: Sections, sid: int, payload: bytes) -> None:
+    """Replace section ``sid``, or insert it where the section order allows."""
+    at = 0
+    for i, (s, _) in enumerate(sections):
+        if s == sid:
+            sections[i] = (sid, payload)
+            return
+        if s != CUSTOM and _RANK[s] < _RANK[sid]:
+            at = i + 1
+    sections.insert(at, (sid, payload))
+
+
+def _assemble(sections: Sections) -> bytes:
+    parts = [HEADER]
+    for sid, payload in sections:
+        parts += (bytes((sid,)), encode_leb(len(payload)), payload)
+    return b"".join(parts)
+
+
+def _items(payload: bytes | None, what: str, item: Callable[[_Reader], T]) -> list[T]:
+    """Parse a section that is a single vector of ``item``s."""
+    r = _Reader(payload or b"\0")
+    try:
+        out = [item(r) for _ in range(r.u())]
+        r.done()
+    except ValueError as e:
+        raise ValueError(f"malformed {what} section: {e}") from None
+    return out
+
+
+def _import(r: _Reader) -> int:
+    """One import; return its kind."""
+    r.name()
+    r.name()
+    if (kind := r.byte()) > TAG:
+        raise r.fail(f"unknown import kind {kind}")
+    if kind in (TABLE_KIND, GLOBAL_KIND, TAG):
+        r.byte()  # table reftype, global valtype or tag attribute
+    limits = kind in (TABLE_KIND, MEMORY_KIND)
+    (r.limits if limits else r.byte if kind == GLOBAL_KIND else r.u)()
+    return kind
+
+
+def _imports(sections: Sections) -> Counter[int]:
+    return Counter(_items(_get(sections, IMPORT), "import", _import))
+
+
+def _global(r: _Reader) -> tuple[int, bool, bytes, int]:
+    """One defined global as ``(valtype, mutable, init, init_offset)``."""
+    vt, mut, at = r.byte(), r.byte(), r.pos
+    if mut > 1:
+        raise r.fail(f"bad mutability flag {mut}")
+    return vt, mut == 1, r.const_expr()[0], at
+
+
+def _segment(r: _Reader) -> tuple[int, bool]:
+    """One data segment as ``(flag, offset_uses_global)``."""
+    if (flag := r.u()) > 2:
+        raise r.fail(f"unknown data segment flag {flag}")
+    if flag == 2:
+        r.u()  # memory index
+    uses_global = flag != 1 and r.const_expr()[1]
+    r.skip(r.u())
+    return flag, uses_global
+
+
+def _export(r: _Reader) -> tuple[str, int, int]:
+    return r.name(), r.byte(), r.u()
+
+
+def _add_exports(payload: bytes | None, new: Mapping[str, tuple[int, int]]) -> bytes:
+    """Export section ``payload`` plus ``new`` entries whose names are not taken."""
+    have = {name for name, _, _ in _items(payload, "export", _export)}
+    entries = [
+        encode_name(name) + bytes((kind,)) + encode_leb(index)
+        for name, (kind, index) in new.items()
+        if name not in have
+    ]
+    count, pos = decode_leb(payload := payload or b"\0")
+    return encode_leb(count + len(entries)) + payload[pos:] + b"".join(entries)
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """Module summary; memory limits are the first defined memory's (0/None if none)."""
+
+    memory_min_pages: int
+    memory_max_pages: int | None
+    globals: list[tuple[int, bool, bytes]]  # defined: (valtype, mutable, init expr)
+    imported_globals: int
+    num_data_segments: int
+    has_passive_data: bool
+    export_names: list[str]
+
+
+def module_info(module: bytes) -> ModuleInfo:
+    """Parse the sections of ``module`` that :func:`rebuild` cares about."""
+    sections = _split(module)
+    counts = _imports(sections)
+    mems = _items(_get(sections, MEMORY), "memory", _Reader.limits)
+    data = _items(_get(sections, DATA), "data", _segment)
+    return ModuleInfo(
+        memory_min_pages=mems[0][1] if mems else 0,
+        memory_max_pages=mems[0][2] if mems else None,
+        globals=[g[:3] for g in _items(_get(sections, GLOBAL), "global", _global)],
+        imported_globals=counts[GLOBAL_KIND],
+        num_data_segments=len(data),
+        has_passive_data=any(flag == 1 for flag, _ in data),
+        export_names=[e[0] for e in _items(_get(sections, EXPORT), "export", _export)],
+    )
+
+
+def instrument(module: bytes) -> bytes:
+    """Export defined global 0 as ``__execr_sp`` and table 0 as ``__execr_table``.
+
+    The global's index is the number of imported globals (0 for CPython): it is the stack pointer
+    that :func:`rebuild` rewrites. Names already exported are skipped; all else stays byte-identical.
+    """
+    sections = _split(module)
+    counts = _imports(sections)
+    new = {SP_EXPORT: (GLOBAL_KIND, counts[GLOBAL_KIND]), TABLE_EXPORT: (TABLE_KIND, 0)}
+    exports = _add_exports(_get(sections, EXPORT), new)
+    if not _items(_get(sections, GLOBAL), "global", _global):
+        raise ValueError("module defines no global to export as the stack pointer")
+    if not counts[TABLE_KIND] and not _Reader(_get(sections, TABLE) or b"\0").u():
+        raise ValueError("module has no table to export")
+    _put(sections, EXPORT, exports)
+    return _assemble(sections)
+
+
+def _runs(memory: bytes, gap: int) -> list[tuple[int, int]]:
+    """Spans covering all non-zero bytes, split at zero runs of ``gap`` or more."""
+    zeros, runs, n = b"\0" * gap, [], len(memory)
+    start = next(_ZEROS.finditer(memory)).end()
+    while start < n:
+        stop = memory.find(zeros, start)  # C-speed search, no per-byte loop
+        if stop < 0:  # last span: trim its (shorter than gap) zero tail
+            tail = memory[max(start, n - gap) :]
+            runs.append((start, n - len(tail) + len(tail.rstrip(b"\0"))))
+            break
+        runs.append((start, stop))
+        start = next(_ZEROS.finditer(memory, stop)).end()
+    return runs
+
+
+def rebuild(
+    module: bytes,
+    memory: bytes | bytearray | memoryview,
+    stack_pointer: int,
+    *,
+    extra_exports: Mapping[str, tuple[int, int]] = _NO_EXPORTS,
+) -> bytes:
+    """Return ``module`` pre-initialized with the linear-memory image ``memory``.
+
+    The defined memory's minimum becomes ``len(memory)`` pages, defined global 0 (the i32 stack
+    pointer) starts at ``stack_pointer``, the data section holds active segments covering the image's
+    non-zero bytes (DataCount follows), custom sections are dropped and ``extra_exports``
+    (name -> (kind, index)) are added. Passive or ``global.get``-placed data raises ``ValueError``.
+    """
+    sections, memory = _split(module), bytes(memory)
+    old_data = _items(_get(sections, DATA), "data", _segment)
+    if any(flag == 1 for flag, _ in old_data):
+        raise ValueError("module has passive data segments: cannot keep memory.init")
+    if any(uses_global for _, uses_global in old_data):
+        raise ValueError("module has a data segment with a global.get offset")
+    if len(memory) % PAGE_SIZE:
+        raise ValueError(f"memory size {len(memory)} is not a multiple of {PAGE_SIZE}")
+    if not 0 <= stack_pointer < 1 << 32:
+        raise ValueError(f"stack pointer {stack_pointer} is not a 32-bit address")
+    for name, (kind, index) in extra_exports.items():
+        if not FUNC <= kind <= TAG or not 0 <= index < 1 << 32:
+            raise ValueError(f"bad extra export {name!r}: kind {kind}, index {index}")
+
+    counts = _imports(sections)
+    mems = _items(_get(sections, MEMORY), "memory", _Reader.limits)
+    if counts[MEMORY_KIND] or len(mems) != 1:
+        raise ValueError("module must define exactly one memory and import none")
+    flag, low, high = mems[0]
+    pages = len(memory) // PAGE_SIZE
+    if pages < low or (high is not None and pages > high):
+        raise ValueError(f"memory of {pages} pages is outside limits {low}..{high}")
+    _put(sections, MEMORY, bytes((1, flag)) + encode_leb(pages) + (b"" if high is None else encode_leb(high)))
+
+    glob = _get(sections, GLOBAL) or b""
+    defined = _items(glob, "global", _global)
+    if not defined or defined[0][:2] != (_I32, True):
+        raise ValueError("defined global 0 must be a mutable i32 (the stack pointer)")
+    _, _, init, at = defined[0]
+    _put(sections, GLOBAL, glob[:at] + _i32_const(stack_pointer) + bytes((_END,)) + glob[at + len(init) :])
+    if extra_exports:
+        _put(sections, EXPORT, _add_exports(_get(sections, EXPORT), extra_exports))
+
+    gap = MERGE_GAP
+    while len(runs := _runs(memory, gap)) > MAX_DATA_SEGMENTS:
+        gap *= 2
+    # With DataCount, code may name data segments (data.drop): pad with empty active segments so
+    # old indices stay valid (dropped at instantiation, as the originals were).
+    has_datacount = _get(sections, DATACOUNT) is not None
+    count = max(len(runs), len(old_data) if has_datacount else 0)
+    parts: list[bytes | memoryview] = [encode_leb(count)]
+    view = memoryview(memory)  # slices without copying
+    for s, e in runs + [(0, 0)] * (count - len(runs)):
+        offset = b"\x42" + encode_leb(s, signed=True) if flag & 0x04 else _i32_const(s)
+        parts += (b"\0" + offset + b"\x0b" + encode_leb(e - s), view[s:e])
+    sections = [(s, p) for s, p in sections if s not in (CUSTOM, DATA)]
+    if count or has_datacount:
+        _put(sections, DATA, b"".join(parts))
+    if has_datacount:
+        _put(sections, DATACOUNT, encode_leb(count))
+    return _assemble(sections)

@@ -1,0 +1,1 @@
+"""The seed's module path, kept as a contract: ``execr.executor.core``."""
