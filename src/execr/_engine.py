@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import wasmtime as wt
 from wasmtime import _bindings as ffi
@@ -81,7 +82,9 @@ _CallbackType = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
 _FinalizerType = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
 
 
-def _on_epoch(_ctx: object, _data: object, delta: ctypes._Pointer[ctypes.c_uint64], kind: object) -> int:
+def _on_epoch(
+    _ctx: object, _data: object, delta: ctypes._Pointer[ctypes.c_uint64], kind: ctypes._Pointer[ctypes.c_uint8]
+) -> int:
     try:
         run = _current()
         stop = run.check() if run is not None else None
@@ -89,7 +92,7 @@ def _on_epoch(_ctx: object, _data: object, delta: ctypes._Pointer[ctypes.c_uint6
             err = ffi.wasmtime_error_new(ctypes.c_char_p(f"execr: {stop[1]}".encode()))
             return ctypes.cast(err, ctypes.c_void_p).value or 0
         delta[0] = 1
-        ctypes.cast(kind, ctypes.POINTER(ctypes.c_uint8))[0] = 0  # continue
+        kind[0] = 0  # continue
         return 0
     except BaseException:  # never let an exception cross the FFI boundary
         delta[0] = 1
@@ -301,7 +304,7 @@ class Host:
         except wt.WasmtimeError as e:
             raise RuntimeUnavailable(f"cannot compile the runtime: {e}") from e
         if cache is not None:
-            _cache.write_verified(cache, module.serialize())
+            _cache.write_verified(cache, bytes(module.serialize()))
         return Compiled(self, module)
 
     # -- running --
@@ -384,7 +387,7 @@ class Host:
         return RawRun(outcome, exit_code, error, consumed, memory, data_len)
 
     @staticmethod
-    def _enter(store: wt.Store, exports: wt.InstanceExports, mem: wt.Memory, entry: EntryPoint) -> int | None:
+    def _enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
         for addr, data in entry.patches:
             mem.write(store, data, addr)
         table = exports["__execr_table"]

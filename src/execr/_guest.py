@@ -1,15 +1,16 @@
 """Guest code: the Python that runs *inside* the sandbox to boot the snapshot and enter each run.
 
 The bootstrap runs once, as ``python -c BOOTSTRAP``, on a fresh instance with the fixed
-mount layout (see ``_layout``). It imports what runs need, defines the entry function,
+mount layout (see ``_mounts``). It imports what runs need, defines the entry function,
 warms the compiler, freezes the garbage collector, prints the addresses the host needs
 and aborts: the host captures linear memory at that trap. Each run then calls the entry
-function in a fresh instance of the captured image. The entry reads its request (marshal-encoded, code
-included) from a buffer the host writes into guest memory, or from
-``/__execr__/request.bin`` when it is too large for the buffer; it makes the interpreter look like ``python /__execr__/main.py``
-(argv, environ, sys.path, cwd, a fresh ``__main__``, fresh ``random`` state), runs the
-script, and writes the exit status into a mailbox the host reads. It returns instead of
-exiting, so one instance can take several requests in turn.
+function in a fresh instance of the captured image. The entry reads its request
+(marshal-encoded, code included) from a buffer the host writes into guest memory, or
+from ``/__execr__/request.bin`` when it is too large for the buffer; it makes the
+interpreter look like ``python /__execr__/main.py`` (argv, environ, sys.path, cwd, a
+fresh ``__main__``, fresh ``random`` state), runs the script, and writes the exit
+status into a mailbox the host reads. It returns instead of exiting, so one instance
+can take several requests in turn.
 """
 
 from __future__ import annotations
@@ -26,7 +27,39 @@ MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
 MAILBOX_MARK: Final = b"EXECR-MAILBOX-01"
 
 #: Standard modules imported at boot, so that runs import them for free.
-PRELOAD: Final = ["atexit", "base64", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "importlib", "io", "itertools", "json", "linecache", "math", "operator", "pathlib", "random", "re", "statistics", "string", "struct", "textwrap", "time", "traceback", "types", "typing"]
+PRELOAD: Final = [
+    "atexit",
+    "base64",
+    "bisect",
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "fractions",
+    "functools",
+    "hashlib",
+    "heapq",
+    "importlib",
+    "io",
+    "itertools",
+    "json",
+    "linecache",
+    "math",
+    "operator",
+    "pathlib",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "struct",
+    "textwrap",
+    "time",
+    "traceback",
+    "types",
+    "typing",
+]
 
 BOOTSTRAP: Final = """
 import sys, os, gc

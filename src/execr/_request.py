@@ -70,7 +70,7 @@ def _mounts(mounts: object) -> tuple[Mount, ...]:
     if isinstance(mounts, (str, Mount)) or not isinstance(mounts, Iterable):
         mounts = [mounts]
     out = []
-    for m in mounts:  # type: ignore[union-attr]
+    for m in mounts:
         if isinstance(m, Mount):
             out.append(Mount.of(m.host, m.guest, m.writable))
         elif isinstance(m, str):

@@ -12,7 +12,7 @@ from . import _exceptions as exc
 __all__ = ["Outcome", "OutputFile", "Result"]
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """Why a run ended. A ``str`` enum: ``Outcome.COMPLETED == "completed"``."""
 
     COMPLETED = "completed"  # exit code 0
@@ -23,9 +23,6 @@ class Outcome(str, enum.Enum):
     FILE_LIMIT = "file_limit"  # too many files or bytes written into writable mounts
     CRASHED = "crashed"  # any other trap, or an execr-side failure (see Result.error)
     CANCELLED = "cancelled"  # stopped from the host side (shutdown, cancel)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _RAISES: dict[Outcome, type[exc.OutcomeError]] = {

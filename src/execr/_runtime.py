@@ -182,9 +182,9 @@ class Runtime:
             stdout, out_dropped = launch.stdout.value()
             stderr, err_dropped = launch.stderr.value()
             outcome, error = raw.outcome, raw.error
-            if outcome in (Outcome.FAILED, Outcome.CRASHED) and lim.memory_limit is not None:
-                if _MEMORY_ERROR.search(stderr[-4096:]):
-                    outcome, error = Outcome.MEMORY_LIMIT, f"memory_limit of {lim.memory_limit} bytes reached"
+            failed = outcome in (Outcome.FAILED, Outcome.CRASHED)
+            if failed and lim.memory_limit is not None and _MEMORY_ERROR.search(stderr[-4096:]):
+                outcome, error = Outcome.MEMORY_LIMIT, f"memory_limit of {lim.memory_limit} bytes reached"
             files = ws.changed(lim.max_returned_file_bytes, None if lim.max_files is None else lim.max_files + 100)
             if request.stdio is not None:
                 (request.stdio / "stdout.txt").write_bytes(stdout)

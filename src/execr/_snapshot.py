@@ -26,7 +26,7 @@ from ._limits import Limits
 from ._mounts import SLOTS, Workspace, slot_placeholder
 from ._output import Capture
 
-__all__ = ["Artifacts", "Snapshot", "build", "cache_key"]
+__all__ = ["Artifacts", "Snapshot", "artifacts", "cache_key", "load", "load_plain"]
 
 TP_CALL_OFFSET = 64  # PyTypeObject.tp_call in a 32-bit CPython 3.12
 BYTEARRAY_START_OFFSET = 20  # PyByteArrayObject.ob_start in a 32-bit CPython 3.12
