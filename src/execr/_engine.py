@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import re
 import struct
 import threading
 import time
@@ -55,6 +54,7 @@ class _Run:
     started: float = dataclasses.field(default_factory=time.monotonic)
     stop: tuple[Outcome, str] | None = None
     next_watch: float = 0.0
+    exit_status: int | None = None
 
     def check(self) -> tuple[Outcome, str] | None:
         """Decide whether the run must stop now (and remember why)."""
@@ -185,12 +185,21 @@ def _refuse(caller: wt.Caller, *_args: int) -> int:
     return EPERM
 
 
+def _proc_exit(caller: wt.Caller, status: int) -> None:
+    """Record the exit status (any i32: wasmtime's own refuses 126 and up) and unwind."""
+    run = _current()
+    if run is not None:
+        run.exit_status = status
+    raise wt.Trap("execr: proc_exit")
+
+
 _I32, _I64 = wt.ValType.i32(), wt.ValType.i64()
-_OVERRIDES: list[tuple[str, list[wt.ValType], Callable[..., int]]] = [
-    ("poll_oneoff", [_I32] * 4, _poll_oneoff),
-    ("clock_time_get", [_I32, _I64, _I32], _clock_time_get),
-    ("path_symlink", [_I32] * 5, _refuse),
-    ("path_link", [_I32] * 7, _refuse),
+_OVERRIDES: list[tuple[str, list[wt.ValType], list[wt.ValType], Callable[..., int | None]]] = [
+    ("poll_oneoff", [_I32] * 4, [_I32], _poll_oneoff),
+    ("clock_time_get", [_I32, _I64, _I32], [_I32], _clock_time_get),
+    ("path_symlink", [_I32] * 5, [_I32], _refuse),
+    ("path_link", [_I32] * 7, [_I32], _refuse),
+    ("proc_exit", [_I32], [], _proc_exit),
 ]
 
 
@@ -220,6 +229,7 @@ class Launch:
     argv: Sequence[str] = ("python",)
     env: Sequence[tuple[str, str]] = ()
     entry: EntryPoint | None = None
+    more: Sequence[EntryPoint] = ()  # further requests for the same instance, in turn
     watch: Callable[[], str | None] | None = None
     cancel: threading.Event | None = None
 
@@ -234,6 +244,7 @@ class RawRun:
     fuel_consumed: int
     memory: int
     data_len: int
+    statuses: tuple[int | None, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,9 +268,6 @@ class Compiled:
         self.min_bytes = mem.limits.min * 65536
 
 
-_EXIT_STATUS = re.compile(r"exit status (?:of )?(\d+)|status (\d+)")
-
-
 class Host:
     """The process-wide wasmtime Engine, Linker and epoch ticker (thread-safe)."""
 
@@ -271,9 +279,9 @@ class Host:
         self._linker = wt.Linker(self._engine)
         self._linker.define_wasi()
         self._linker.allow_shadowing = True
-        for name, params, fn in _OVERRIDES:
+        for name, params, results, fn in _OVERRIDES:
             self._linker.define_func(
-                "wasi_snapshot_preview1", name, wt.FuncType(params, [_I32]), fn, access_caller=True
+                "wasi_snapshot_preview1", name, wt.FuncType(params, results), fn, access_caller=True
             )
         self._lock = threading.Lock()
         self._ticker: _Ticker | None = None
@@ -344,6 +352,7 @@ class Host:
         error: str | None = None
         outcome = Outcome.COMPLETED
         memory = data_len = 0
+        statuses: list[int | None] = []
         _local.run = state
         try:
             limit = launch.limits.memory_limit
@@ -364,6 +373,9 @@ class Host:
                     exit_code = 0
                 else:
                     exit_code = self._enter(store, exports, mem, launch.entry)
+                    for entry in launch.more:
+                        statuses.append(exit_code)
+                        exit_code = self._enter(store, exports, mem, entry)
             except wt.ExitTrap as e:
                 exit_code = e.code
             except (wt.Trap, wt.WasmtimeError) as e:
@@ -384,7 +396,7 @@ class Host:
             _local.run = None
             consumed = fuel - store.get_fuel()
             store.close()  # release WASI streams here, not on a wasmtime thread at exit
-        return RawRun(outcome, exit_code, error, consumed, memory, data_len)
+        return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code))
 
     @staticmethod
     def _enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
@@ -396,7 +408,7 @@ class Host:
         assert isinstance(func, wt.Func)
         func(store, *entry.args)
         magic, status = struct.unpack("<Ii", bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
-        return status if magic == entry.magic else None
+        return status & 0xFF if magic == entry.magic else None
 
     def boot(self, compiled: Compiled, launch: Launch) -> BootImage:
         """Run ``_start`` until the bootstrap aborts; capture memory and the stack pointer."""
@@ -435,6 +447,9 @@ class _Early(Exception):
 
 def _classify(e: Exception, state: _Run) -> tuple[Outcome, int | None, str | None]:
     """Translate a wasmtime trap or error into (outcome, exit code, message)."""
+    if state.exit_status is not None:
+        status = state.exit_status & 0xFF  # as a POSIX parent sees it
+        return (Outcome.COMPLETED if status == 0 else Outcome.FAILED), status, None
     if state.stop is not None:
         return state.stop[0], None, state.stop[1]
     message = (e.message if isinstance(e, wt.Trap) else str(e)).strip()
@@ -444,11 +459,6 @@ def _classify(e: Exception, state: _Run) -> tuple[Outcome, int | None, str | Non
         return Outcome.OUT_OF_FUEL, None, "fuel limit reached"
     if code is wt.TrapCode.INTERRUPT or "epoch deadline" in message:
         return Outcome.TIMED_OUT, None, "wall-clock limit reached"
-    if "exit status" in message or "proc_exit" in message:
-        m = _EXIT_STATUS.search(message)
-        if m:
-            status = int(m.group(1) or m.group(2))
-            return Outcome.FAILED, status, None
     if code is wt.TrapCode.STACK_OVERFLOW:
         return Outcome.CRASHED, None, "wasm stack overflow"
     if code is wt.TrapCode.UNREACHABLE:

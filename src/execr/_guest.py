@@ -10,7 +10,8 @@ from ``/__execr__/request.bin`` when it is too large for the buffer; it makes th
 interpreter look like ``python /__execr__/main.py`` (argv, environ, sys.path, cwd, a
 fresh ``__main__``, fresh ``random`` state), runs the script, and writes the exit
 status into a mailbox the host reads. It returns instead of exiting, so one instance
-can take several requests in turn.
+can take several requests in turn: a request with ``fresh: False`` keeps the previous
+``__main__`` (a session), and ``final: False`` defers the atexit handlers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Final
 
 __all__ = ["BOOTSTRAP", "BOOTSTRAP_VERSION", "MAILBOX_MAGIC", "MAILBOX_MARK", "PRELOAD", "REQUEST_BOX"]
 
-BOOTSTRAP_VERSION: Final = "5"
+BOOTSTRAP_VERSION: Final = "6"
 #: Bytes of guest memory reserved for a request; larger requests go through a file.
 REQUEST_BOX: Final = 256 * 1024
 MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
@@ -99,6 +100,7 @@ def _make_entry():
 
     def __execr_entry__():
         status = 1
+        req = None
         try:
             size = unpack_from("<I", box, 16)[0]
             pack_into("<Ii", box, 0, 0, 0)
@@ -118,12 +120,14 @@ def _make_entry():
             if req["cwd"] != os.getcwd():
                 os.chdir(req["cwd"])
             random.seed()
-            main = types.ModuleType("__main__")
-            main.__file__ = script
-            main.__cached__ = None
-            main.__builtins__ = builtins
-            main.__loader__ = SourceFileLoader("__main__", script)
-            sys.modules["__main__"] = main
+            if req.get("fresh", True):
+                main = types.ModuleType("__main__")
+                main.__file__ = script
+                main.__cached__ = None
+                main.__builtins__ = builtins
+                main.__loader__ = SourceFileLoader("__main__", script)
+                sys.modules["__main__"] = main
+            main = sys.modules["__main__"]
             linecache.clearcache()
             text = source.decode("utf-8", "replace")
             linecache.cache[script] = (len(text), None, text.splitlines(True), script)
@@ -139,10 +143,11 @@ def _make_entry():
             except BaseException:
                 pass
             status = 130 if isinstance(exc, KeyboardInterrupt) else 1
-        try:
-            atexit._run_exitfuncs()
-        except BaseException:
-            pass
+        if req is None or req.get("final", True):
+            try:
+                atexit._run_exitfuncs()
+            except BaseException:
+                pass
         flush()
         pack_into("<Ii", box, 0, %(magic)d, status)
 

@@ -91,9 +91,11 @@ class Runtime:
     def _snapshot_module(self) -> _snapshot.Snapshot | None:
         with self._lock:
             if self._snap is None and self.snapshot_error is None and self._use_snapshot:
-                plain = self._plain_module()
+                self._check_open()
                 try:
-                    self._snap = _snapshot.load(_engine.host(), self.binary, self._artifacts(), plain, self._progress)
+                    self._snap = _snapshot.load(
+                        _engine.host(), self.binary, self._artifacts(), self._plain_module, self._progress
+                    )
                 except RuntimeUnavailable as e:
                     self.snapshot_error = str(e)
                     self._progress(f"snapshot unavailable, using the plain path: {e}")
@@ -157,21 +159,10 @@ class Runtime:
             )
             code = request.code.encode("utf-8", "surrogatepass")
             if snap is not None:
-                payload = marshal.dumps(
-                    {
-                        "script": SCRIPT,
-                        "code": code,
-                        "args": list(request.args),
-                        "env": dict(env),
-                        "path": path,
-                        "cwd": "/",
-                    },
-                    4,
-                )
+                payload = request_payload(request, code, env, path)
                 big = len(payload) > REQUEST_BOX
                 ws.write_script(code, payload if big else None)
-                box = struct.pack("<I", 0xFFFFFFFF) if big else struct.pack("<I", len(payload)) + payload
-                patches = [(snap.entry.mailbox + 16, box)]
+                patches = [request_patch(snap, None if big else payload)]
                 patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
                 launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
             else:
@@ -255,6 +246,18 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def request_payload(request: Request, code: bytes, env: list[tuple[str, str]], path: list[str], **flags: bool) -> bytes:
+    """The marshal-encoded request the snapshot's entry function reads."""
+    fields = {"script": SCRIPT, "code": code, "args": list(request.args), "env": dict(env), "path": path, "cwd": "/"}
+    return marshal.dumps(fields | flags, 4)
+
+
+def request_patch(snap: _snapshot.Snapshot, payload: bytes | None) -> tuple[int, bytes]:
+    """The guest-memory write that hands ``payload`` to the entry (``None``: read request.bin)."""
+    box = struct.pack("<I", 0xFFFFFFFF) if payload is None else struct.pack("<I", len(payload)) + payload
+    return snap.entry.mailbox + 16, box
 
 
 _default: Runtime | None = None

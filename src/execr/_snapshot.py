@@ -134,7 +134,7 @@ def _boot(host: Host, plain: Compiled) -> BootImage:
         ws.close()
 
 
-def load(host: Host, binary: Binary, where: Artifacts, plain: Compiled, progress: Progress) -> Snapshot:
+def load(host: Host, binary: Binary, where: Artifacts, plain: Callable[[], Compiled], progress: Progress) -> Snapshot:
     """The snapshot for ``binary``: from the cache, else built now (under the cache lock)."""
     with _cache.locked(where.lock):
         meta = _cache.read_verified(where.meta)
@@ -147,7 +147,7 @@ def load(host: Host, binary: Binary, where: Artifacts, plain: Compiled, progress
         started = time.monotonic()
         progress("building the execr snapshot (one time, about a minute on 2 cores)...")
         progress("  booting CPython with the bootstrap...")
-        boot = _boot(host, plain)
+        boot = _boot(host, plain())
         entry, slots = _entry_point(boot)
         progress(f"  captured {len(boot.memory) >> 20} MiB of memory; rebuilding the module...")
         wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
