@@ -9,7 +9,8 @@ Commands: ``execr run``, ``execr info``, ``execr warmup`` (see ``execr --help``)
 Environment variables: ``EXECR_PYTHONPATH`` (a directory mounted read-only at
 ``/__pypackages__``), ``EXECR_BINARY`` (another copy of the pinned binary),
 ``EXECR_CACHE_DIR`` (compiled-module cache), ``EXECR_SNAPSHOT=0`` (always take the
-plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr).
+plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr), ``EXECR_DEBUG=1``
+(the CLI shows internal tracebacks instead of one-line errors).
 """
 
 from ._api import execute

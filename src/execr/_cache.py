@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,18 +62,40 @@ def read_verified(path: Path) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == want else None
 
 
+_held_lock = threading.Lock()
+_held: dict[Path, tuple[threading.RLock, list[int]]] = {}
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock on ``path`` (a lock file) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic writes keep the cache consistent
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    """Hold an exclusive lock on ``path`` (a lock file) for the block.
+
+    Across processes it is a ``flock``; within a process it is re-entrant for the
+    holding thread (nested builds take it again) and exclusive between threads.
+    """
+    path = path.resolve() if path.exists() else path
+    with _held_lock:
+        rlock, depth = _held.setdefault(path, (threading.RLock(), [0]))
+    with rlock:
+        if depth[0]:
+            depth[0] += 1
+            try:
+                yield
+            finally:
+                depth[0] -= 1
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: atomic writes keep the cache consistent
+            fcntl = None  # type: ignore[assignment]
+        with open(path, "a+b") as f:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            depth[0] = 1
+            try:
+                yield
+            finally:
+                depth[0] = 0
+                if fcntl is not None:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)

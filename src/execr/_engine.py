@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import importlib.metadata
 import struct
 import threading
 import time
@@ -34,7 +35,7 @@ from ._results import Outcome
 
 __all__ = ["WASMTIME_VERSION", "BootImage", "Compiled", "EntryPoint", "Host", "Launch", "RawRun", "host"]
 
-WASMTIME_VERSION = getattr(wt, "__version__", None) or _cache.digest(str(wt.__file__))
+WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 ENGINE_CONFIG = "fuel+epoch;v1"
 TICK = 0.005  # epoch tick (seconds): the granularity of wall-clock stops
 WATCH_EVERY = 0.02  # how often a run's watch callback (file caps) is polled

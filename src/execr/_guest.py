@@ -20,7 +20,7 @@ from typing import Final
 
 __all__ = ["BOOTSTRAP", "BOOTSTRAP_VERSION", "MAILBOX_MAGIC", "MAILBOX_MARK", "PRELOAD", "REQUEST_BOX"]
 
-BOOTSTRAP_VERSION: Final = "6"
+BOOTSTRAP_VERSION: Final = "7"
 #: Bytes of guest memory reserved for a request; larger requests go through a file.
 REQUEST_BOX: Final = 256 * 1024
 MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
@@ -138,8 +138,9 @@ def _make_entry():
             status = exit_status(exc)
         except BaseException as exc:
             tb = exc.__traceback__
+            tb = tb.tb_next if tb is not None else None  # drop this entry frame
             try:
-                sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else None)
+                sys.excepthook(type(exc), exc.with_traceback(tb), tb)
             except BaseException:
                 pass
             status = 130 if isinstance(exc, KeyboardInterrupt) else 1

@@ -92,10 +92,9 @@ class Runtime:
         with self._lock:
             if self._snap is None and self.snapshot_error is None and self._use_snapshot:
                 self._check_open()
+                binary, where = self.binary, self._artifacts()  # a bad binary raises here, not below
                 try:
-                    self._snap = _snapshot.load(
-                        _engine.host(), self.binary, self._artifacts(), self._plain_module, self._progress
-                    )
+                    self._snap = _snapshot.load(_engine.host(), binary, where, self._plain_module, self._progress)
                 except RuntimeUnavailable as e:
                     self.snapshot_error = str(e)
                     self._progress(f"snapshot unavailable, using the plain path: {e}")
