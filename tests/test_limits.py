@@ -145,3 +145,17 @@ def test_execute_request_gets_default_limits():
     assert make_request("pass").limits == Limits()
     assert make_request("pass", timeout=None).limits.timeout is None
     assert make_request("pass", limits={"timeout": 2}).limits == Limits(timeout=2.0)
+
+
+def test_empty_directories_count_against_max_files(run):
+    """A guest cannot exhaust inodes with empty directories: they count against max_files."""
+    r = run("import os\nfor i in range(1000):\n    os.mkdir(f'd{i}')", max_files=10)
+    assert r.outcome == "file_limit"
+    assert "max_files" in (r.error or "")
+
+
+def test_file_cap_is_checked_when_a_short_run_ends(run):
+    """A run that writes past max_file_bytes in one go and exits at once still ends in file_limit."""
+    r = run("open('big', 'wb').write(b'x' * (3 * 1024 * 1024))", max_file_bytes=1024 * 1024)
+    assert r.outcome == "file_limit"
+    assert "max_file_bytes" in (r.error or "")

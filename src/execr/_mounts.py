@@ -293,14 +293,17 @@ class Workspace:
         return out
 
     def usage(self, limit: int | None) -> tuple[int, int]:
-        """(files, bytes) now in the writable mounts, counting at most ``limit`` entries."""
-        files = size = 0
+        """(entries, bytes) now in the writable mounts, counting at most ``limit`` entries.
+
+        Directories count as entries too, so empty directories cannot exhaust inodes.
+        """
+        entries = size = 0
         for _guest, host in self.writable:
             for _rel, st in _walk(host, limit):
+                entries += 1
                 if not stat.S_ISDIR(st.st_mode):
-                    files += 1
                     size += st.st_size
-        return files, size
+        return entries, size
 
     def changed(self, cap: int | None, limit: int | None) -> tuple[OutputFile, ...]:
         """Files created or changed by the run, with content up to ``cap`` bytes each."""

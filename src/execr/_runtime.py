@@ -172,6 +172,10 @@ class Runtime:
             stdout, out_dropped = launch.stdout.value()
             stderr, err_dropped = launch.stderr.value()
             outcome, error = raw.outcome, raw.error
+            if outcome in (Outcome.COMPLETED, Outcome.FAILED) and launch.watch is not None:
+                over = launch.watch()  # a last look: a short run may end between two checks
+                if over is not None:
+                    outcome, error = Outcome.FILE_LIMIT, over
             failed = outcome in (Outcome.FAILED, Outcome.CRASHED)
             if failed and lim.memory_limit is not None and _MEMORY_ERROR.search(stderr[-4096:]):
                 outcome, error = Outcome.MEMORY_LIMIT, f"memory_limit of {lim.memory_limit} bytes reached"
@@ -214,14 +218,13 @@ class Runtime:
     def _watch(ws: Workspace, lim: Limits) -> Callable[[], str | None] | None:
         if lim.max_files is None and lim.max_file_bytes is None:
             return None
-        base_files = len(ws.before)
-        base_bytes = sum(sig[0] for sig in ws.before.values())
+        base_files, base_bytes = ws.usage(None)
         scan_limit = None if lim.max_files is None else base_files + lim.max_files + 1
 
         def watch() -> str | None:
             files, size = ws.usage(scan_limit)
             if lim.max_files is not None and files - base_files > lim.max_files:
-                return f"max_files limit of {lim.max_files} files reached"
+                return f"max_files limit of {lim.max_files} files and directories reached"
             if lim.max_file_bytes is not None and size - base_bytes > lim.max_file_bytes:
                 return f"max_file_bytes limit of {lim.max_file_bytes} bytes reached"
             return None
