@@ -356,7 +356,13 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
 # -- parser and entry point --
 
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_run, _add_info, _add_warmup)
+def _add_serve(sub: Any) -> None:
+    from .server import add_serve_parser
+
+    add_serve_parser(sub)
+
+
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_run, _add_info, _add_warmup, _add_serve)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,230 @@
+"""Load test for ``execr serve``: N concurrent clients, a bounded number of requests.
+
+    python bench/load.py                      # start a local server, 2,000 requests, 16 clients
+    python bench/load.py --requests 10000     # the acceptance run
+    python bench/load.py --url http://host:8000 --api-key KEY
+
+Prints req/s, latency percentiles, error counts and the server's RSS at the 1,000th and
+the last request (only when the server was started here: read from /proc/PID/status).
+A local server runs in a subprocess (``python -m execr serve`` when the CLI has it,
+otherwise a ``python -c`` that calls ``execr.server.serve``) so the clients do not share
+its GIL or inflate its RSS. Targets: >= 300 req/s with 16 clients, p99 <= 50 ms, zero
+errors over 10,000 requests, RSS within +-10% between the 1,000th and the last request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli_has_serve() -> bool:
+    try:
+        out = subprocess.run([sys.executable, "-m", "execr", "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "serve" in out.stdout
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _children_rss_kib(pid: int) -> int:
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            total += _rss_kib(int(name)) or 0
+    return total
+
+
+def start_server(workers: int | None, port: int, log: str | None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, EXECR_QUIET="1")
+    wflag = [] if workers is None else ["--workers", str(workers)]
+    if _cli_has_serve():
+        cmd = [sys.executable, "-m", "execr", "serve", "--port", str(port), *wflag]
+    else:
+        code = (
+            "from execr.server import ServerConfig, serve\n"
+            "if __name__ == '__main__':\n"
+            f"    serve(ServerConfig(port={port}, workers={workers!r}))\n"
+        )
+        cmd = [sys.executable, "-c", code]
+    # the server logs one JSON line per request (at info level, as in production) to ``log``
+    out = open(log or os.devnull, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    finally:
+        out.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=5) as c:
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise SystemExit(f"server exited with status {proc.returncode}")
+            try:
+                if c.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not become ready")
+            time.sleep(0.2)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def run(url: str, total: int, clients: int, api_key: str | None, code: str, pid: int | None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = json.dumps({"code": code}).encode()
+    headers["Content-Type"] = "application/json"
+    lock = threading.Lock()
+    issued = 0
+    done = 0
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    rss: dict[str, int | None] = {}
+    worker_rss: dict[str, int] = {}
+
+    def note_rss(label: str) -> None:
+        if pid is not None:
+            rss[label] = _rss_kib(pid)
+            worker_rss[label] = _children_rss_kib(pid)
+
+    def client() -> None:
+        nonlocal issued, done
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            while True:
+                with lock:
+                    if issued >= total:
+                        return
+                    issued += 1
+                t0 = time.perf_counter()
+                kind = None
+                try:
+                    r = c.post("/v1/execute", content=body)
+                    if r.status_code != 200:
+                        kind = f"http_{r.status_code}"
+                    elif r.json().get("outcome") != "completed":
+                        kind = f"outcome_{r.json().get('outcome')}"
+                except httpx.HTTPError as e:
+                    kind = type(e).__name__
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    latencies.append(elapsed)
+                    done += 1
+                    if kind:
+                        errors[kind] = errors.get(kind, 0) + 1
+                    n = done
+                if n == min(1000, total):
+                    note_rss("at_1000")
+                if n == total:
+                    note_rss("at_last")
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+    return {
+        "requests": len(lat),
+        "clients": clients,
+        "seconds": round(wall, 3),
+        "req_per_s": round(len(lat) / wall, 1),
+        "p50_ms": round(percentile(lat, 0.50) * 1000, 2),
+        "p90_ms": round(percentile(lat, 0.90) * 1000, 2),
+        "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
+        "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "server_rss_kib": rss,
+        "workers_rss_kib": worker_rss,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="target an existing server instead of starting one")
+    ap.add_argument("--api-key", default=os.environ.get("EXECR_API_KEY"))
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=None, help="workers of a locally started server")
+    ap.add_argument("--code", default="print('hello')")
+    ap.add_argument("--server-log", default=None, help="file for a local server's output (default: discarded)")
+    ap.add_argument("--warmup", type=int, default=200, help="requests sent (and not counted) before measuring")
+    opts = ap.parse_args()
+
+    proc = None
+    url = opts.url
+    if url is None:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(opts.workers, port, opts.server_log)
+    try:
+        t0 = time.monotonic()
+        wait_ready(url, proc)
+        print(f"server ready at {url} after {time.monotonic() - t0:.1f} s", flush=True)
+        if opts.warmup:
+            run(url, opts.warmup, opts.clients, opts.api_key, opts.code, None)
+        stats = run(url, opts.requests, opts.clients, opts.api_key, opts.code, None if proc is None else proc.pid)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print(json.dumps(stats, indent=2))
+    rss = stats["server_rss_kib"]
+    if rss.get("at_1000") and rss.get("at_last"):
+        drift = (rss["at_last"] - rss["at_1000"]) / rss["at_1000"] * 100
+        print(f"server RSS: {rss['at_1000']} KiB at request 1,000 -> {rss['at_last']} KiB at the last ({drift:+.1f}%)")
+    ok = stats["errors"] == 0 and stats["req_per_s"] >= 300 and stats["p99_ms"] <= 50
+    print(
+        f"{stats['req_per_s']} req/s, p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, "
+        f"{stats['errors']} errors -> {'targets met' if ok else 'targets NOT met'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""execr's HTTP service: ``execr serve`` (FastAPI on uvicorn, runs on a ``WorkerPool``).
+
+Routes: ``POST /v1/execute``, ``POST /v1/execute/batch``, ``GET /v1/runtime``,
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, docs at ``/docs``.
+
+Importing this package needs only execr; FastAPI, uvicorn and prometheus-client (the
+``server`` extra) are imported by ``create_app``/``serve``/the ``serve`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import InvalidArgument
+from ._config import ServerConfig, key_id, load_api_keys, parse_size
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["ServerConfig", "add_serve_parser", "create_app", "key_id", "load_api_keys", "serve"]
+
+_NONE = frozenset({"none", "off", "unlimited"})
+
+
+def _missing_extra(e: ImportError) -> InvalidArgument:
+    return InvalidArgument(f"execr serve needs the 'server' extra (pip install 'execr[server]'): {e}")
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI app for ``config``."""
+    try:
+        from ._app import create_app as _create
+    except ImportError as e:
+        raise _missing_extra(e) from e
+    return _create(config)
+
+
+def serve(config: ServerConfig) -> None:
+    """Serve until SIGINT/SIGTERM, then drain (in-flight runs get ``config.grace`` seconds)."""
+    try:
+        from ._app import serve as _serve
+    except ImportError as e:
+        raise _missing_extra(e) from e
+    _serve(config)
+
+
+# -- the `execr serve` command --
+
+
+def _opt_seconds(text: str) -> float | None:
+    if text.strip().lower() in _NONE:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (e.g. 10) or 'none'; got {text!r}") from None
+
+
+def _opt_size(text: str) -> int | None:
+    if text.strip().lower() in _NONE:
+        return None
+    try:
+        return parse_size(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _opt_count(text: str) -> int | None:
+    if text.strip().lower() in _NONE:
+        return None
+    try:
+        return int(float(text)) if float(text).is_integer() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}")
+    return value
+
+
+_CAP_OPTIONS = (
+    ("--max-timeout", "timeout", _opt_seconds, "SECONDS", "cap on a run's wall-clock timeout"),
+    ("--max-memory", "memory_limit", _opt_size, "BYTES", "cap on a run's memory_limit, e.g. 256M"),
+    ("--max-fuel", "fuel", _opt_count, "N", "cap on a run's fuel (default none: no cap)"),
+    ("--max-stdout", "max_stdout", _opt_size, "BYTES", "cap on max_stdout"),
+    ("--max-stderr", "max_stderr", _opt_size, "BYTES", "cap on max_stderr"),
+)
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``execr serve`` to an argparse ``subparsers``; its handler (``args.func``) returns 0."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the HTTP API (needs the 'server' extra)",
+        description="Serve execr over HTTP: POST /v1/execute, /v1/execute/batch, GET /v1/runtime, "
+        "/healthz, /readyz, /metrics, /docs. API keys come from $EXECR_API_KEYS (comma-separated) "
+        "and --api-key-file; without keys the server only binds a loopback host unless --insecure. "
+        "Caps default to execr's default limits; 'none' removes a cap.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N", help="worker processes (default: CPU count)")
+    p.add_argument("--api-key-file", metavar="PATH", default=None, help="file with one API key per line")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback host without API keys")
+    for flag, _name, kind, metavar, text in _CAP_OPTIONS:
+        p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=text)
+    p.add_argument(
+        "--max-body-bytes",
+        type=_opt_size,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="largest request body (default 1M)",
+    )
+    p.add_argument("--max-batch", type=_positive, default=32, metavar="N", help="items per batch (default 32)")
+    p.add_argument(
+        "--max-queue",
+        type=_non_negative,
+        default=64,
+        metavar="N",
+        help="runs that may wait for a worker before 429 (default 64)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="at shutdown, seconds in-flight runs may take before pending ones are cancelled (default 10)",
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_cmd_serve)
+    parser: argparse.ArgumentParser = p
+    return parser
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .._limits import DEFAULT_LIMITS
+
+    caps = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, name, *_ in _CAP_OPTIONS
+        if hasattr(args, flag[2:].replace("-", "_"))
+    }
+    max_limits = DEFAULT_LIMITS.replace(**caps)
+    if args.max_body_bytes is None:
+        raise InvalidArgument("--max-body-bytes cannot be 'none'")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        api_keys=load_api_keys(args.api_key_file, os.environ),
+        max_limits=max_limits,
+        default_limits=DEFAULT_LIMITS,
+        max_body_bytes=args.max_body_bytes,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        insecure=args.insecure,
+        grace=args.grace,
+        log_level=args.log_level,
+    )
+    serve(config)
+    return 0

@@ -1,0 +1,563 @@
+"""The HTTP app: FastAPI routes over a ``WorkerPool``, plus ``serve()`` (uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .._exceptions import InvalidArgument, RuntimeClosed
+from .._pool import PoolFull, WorkerPool
+from .._request import Request as RunRequest
+from .._request import make_request
+from .._results import Outcome, Result
+from ._auth import Authenticator
+from ._config import ServerConfig, is_loopback
+from ._metrics import CONTENT_TYPE_LATEST, Metrics
+from ._models import BatchRequest, ExecuteRequest
+from ._policy import PolicyError, build_request, policy_dict
+
+__all__ = ["ApiError", "create_app", "serve"]
+
+log = logging.getLogger("execr.server")
+access_log = logging.getLogger("execr.server.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_STATUS_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "queue_full",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered with ``{"error": {"type", "message", "request_id"}}``."""
+
+    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.headers = headers or {}
+
+
+def _error_body(type_: str, message: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
+    return {"error": {"type": type_, "message": message, "request_id": request_id, **extra}}
+
+
+def _error_response(
+    scope: Scope, status: int, type_: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    rid = scope.get("execr", {}).get("request_id")
+    return JSONResponse(_error_body(type_, message, rid), status_code=status, headers=headers)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+class _State:
+    """Everything the app shares between requests."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.pool: WorkerPool | None = None
+        self.auth = Authenticator(config.api_keys)
+        self.admitted = 0  # runs queued or in flight (event-loop owned, no lock needed)
+        self.capacity = config.capacity
+        self.ready = False
+        self.draining = False
+        self.start_error: str | None = None
+        self.runtime_info: dict[str, Any] = {}
+        self.metrics = Metrics(
+            lambda: float(self.pool.pending) if self.pool else 0.0,
+            lambda: float(self.pool.in_flight) if self.pool else 0.0,
+        )
+        self._drained: asyncio.Task[None] | None = None
+
+    # -- admission --
+
+    def admit(self, n: int) -> None:
+        if self.draining or self.pool is None or self.pool.closed:
+            self.metrics.rejected.labels("unavailable").inc()
+            raise ApiError(503, "unavailable", "the server is shutting down or not started", {"Retry-After": "1"})
+        if self.admitted + n > self.capacity:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise ApiError(
+                429,
+                "queue_full",
+                f"too many runs queued ({self.admitted} of {self.capacity} slots in use); retry later",
+                {"Retry-After": "1"},
+            )
+        self.admitted += n
+
+    def release(self, n: int) -> None:
+        self.admitted -= n
+
+    async def run(self, request: RunRequest) -> tuple[Result, float]:
+        """Run one request on the pool: (result, ms spent waiting for a worker)."""
+        assert self.pool is not None
+        t0 = time.perf_counter()
+        try:
+            future = self.pool.submit(request, block=False)
+        except PoolFull as e:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise ApiError(429, "queue_full", f"too many runs queued: {e}", {"Retry-After": "1"}) from e
+        except RuntimeClosed as e:
+            self.metrics.rejected.labels("unavailable").inc()
+            raise ApiError(503, "unavailable", "the server is shutting down") from e
+        try:
+            result = await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            self.pool.cancel(future)  # the client went away or the server is stopping
+            raise
+        waited = (time.perf_counter() - t0) - result.duration
+        self.metrics.runs.labels(result.outcome.value).inc()
+        self.metrics.duration.observe(result.duration)
+        return result, max(0.0, waited * 1000.0)
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.pool = await asyncio.to_thread(
+            WorkerPool,
+            cfg.worker_count,
+            snapshot=cfg.snapshot,
+            cache_dir=cfg.cache_dir,
+            max_queue=cfg.max_queue + cfg.worker_count,
+        )
+        asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        assert self.pool is not None
+        try:
+            from .._runtime import Runtime
+
+            info = await asyncio.to_thread(
+                lambda: Runtime(snapshot=self.config.snapshot, cache_dir=self.config.cache_dir).info()
+            )
+            self.runtime_info = {
+                "execr_version": __version__,
+                "python_version": info["python_version"],
+                "binary_sha256": info["binary_sha256"],
+                "wasmtime_version": info["wasmtime_version"],
+                "bootstrap_version": info["bootstrap_version"],
+                "snapshot": self.config.snapshot,
+            }
+            ok = await asyncio.to_thread(self.pool.wait_ready, None)
+            if ok:
+                result = await asyncio.wrap_future(self.pool.submit(make_request("pass", pythonpath=None)))
+                ok = result.outcome is Outcome.COMPLETED
+                if not ok:
+                    self.start_error = f"warm-up run ended {result.outcome.value}: {result.error}"
+            self.ready = ok and not self.pool.closed
+            if self.ready:
+                log.info("execr server ready: %d workers warm", self.pool.workers)
+            elif self.start_error:
+                log.error("execr server not ready: %s", self.start_error)
+        except Exception as e:  # keep serving /healthz; /readyz says why
+            self.start_error = f"{type(e).__name__}: {e}"
+            log.exception("execr server warm-up failed")
+
+    async def drain(self, grace: float) -> None:
+        """Stop admitting; let in-flight runs finish for up to ``grace`` s; cancel the rest; close the pool."""
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_task(self._drain(grace))
+        await asyncio.shield(self._drained)
+
+    async def _drain(self, grace: float) -> None:
+        self.draining = True
+        self.ready = False
+        pool = self.pool
+        if pool is None:
+            return
+        deadline = time.monotonic() + grace
+        while (pool.pending or pool.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if pool.pending or pool.in_flight:
+            log.warning("grace period over: cancelling %d pending and %d running runs", pool.pending, pool.in_flight)
+        await asyncio.to_thread(pool.close, True)
+
+
+# -- the edge: request ids, auth, body size, access log (pure ASGI, cheap) --
+
+
+class _Edge:
+    def __init__(self, app: Any, state: _State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        state = self.state
+        headers = dict(scope["headers"])  # lower-case names; a repeated header keeps its last value
+        rid_in = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = rid_in if _REQUEST_ID.match(rid_in) else uuid.uuid4().hex
+        info: dict[str, Any] = {"request_id": rid, "key_id": None, "outcome": None, "queue_ms": None}
+        scope["execr"] = info
+        status = [500]
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                kid = state.auth.check(headers.get(b"authorization"))
+                if kid is None:
+                    state.metrics.rejected.labels("unauthorized").inc()
+                    await _error_response(
+                        scope,
+                        401,
+                        "unauthorized",
+                        "missing or invalid API key (Authorization: Bearer KEY)",
+                        {"WWW-Authenticate": "Bearer"},
+                    )(scope, receive, send_with_id)
+                    return
+                info["key_id"] = kid
+                limit = state.config.max_body_bytes
+                length = headers.get(b"content-length")
+                if length is not None:
+                    try:
+                        too_big = int(length) > limit
+                    except ValueError:
+                        too_big = False
+                    if too_big:
+                        state.metrics.rejected.labels("too_large").inc()
+                        await _error_response(
+                            scope, 413, "payload_too_large", f"request body larger than {limit} bytes"
+                        )(scope, receive, send_with_id)
+                        return
+                receive = _limited(receive, limit, state)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                _log_access(scope, info, status[0], t0)
+
+
+def _log_access(scope: Scope, info: dict[str, Any], status: int, t0: float) -> None:
+    """One JSON line per request on the ``execr.server.access`` logger."""
+    line = {
+        "request_id": info["request_id"],
+        "key_id": info["key_id"],
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "status": status,
+        "outcome": info["outcome"],
+        "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+        "queue_ms": info["queue_ms"],
+    }
+    access_log.info(json.dumps(line, separators=(",", ":")))
+
+
+def _limited(receive: Receive, limit: int, state: _State) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                state.metrics.rejected.labels("too_large").inc()
+                raise _BodyTooLarge(limit)
+        return message
+
+    return wrapped
+
+
+# -- the app --
+
+
+def _validation_message(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def _to_run(state: _State, body: ExecuteRequest) -> RunRequest:
+    cfg = state.config
+    try:
+        return build_request(body, cfg.default_limits, cfg.max_limits)
+    except PolicyError as e:
+        state.metrics.rejected.labels("limit_exceeded").inc()
+        raise ApiError(422, "limit_exceeded", str(e)) from e
+    except InvalidArgument as e:
+        state.metrics.rejected.labels("invalid").inc()
+        raise ApiError(422, "invalid_request", str(e)) from e
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI app for ``config`` (the pool starts with the app's lifespan)."""
+    if not isinstance(config, ServerConfig):
+        raise InvalidArgument(f"create_app() takes a ServerConfig; got {type(config).__name__}")
+    state = _State(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not config.api_keys:
+            if is_loopback(config.host):
+                log.warning("no API keys configured: authentication is OFF (serving loopback %s only)", config.host)
+            else:
+                log.warning("no API keys configured: authentication is OFF on non-loopback %s (insecure)", config.host)
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.drain(config.grace)
+
+    app = FastAPI(
+        title="execr",
+        version=__version__,
+        description="Run untrusted Python in CPython compiled to WebAssembly, on wasmtime. "
+        "Endpoints under /v1 need `Authorization: Bearer KEY` when the server has API keys.",
+        lifespan=lifespan,
+    )
+    app.state.execr = state
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(request.scope, exc.status, exc.type, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            state.metrics.rejected.labels("invalid").inc()
+            return _error_response(
+                request.scope, 400, "malformed_json", f"the body is not valid JSON: {_validation_message(errors)}"
+            )
+        state.metrics.rejected.labels("invalid").inc()
+        return _error_response(request.scope, 422, "invalid_request", _validation_message(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = _STATUS_TYPES.get(exc.status_code, "error")
+        return _error_response(request.scope, exc.status_code, type_, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(request.scope, 500, "internal_error", "internal server error")
+
+    error_doc: dict[int | str, dict[str, Any]] = {
+        code: {"description": desc}
+        for code, desc in (
+            (400, "malformed JSON"),
+            (401, "missing or wrong API key"),
+            (413, "body too large"),
+            (422, "invalid request or a limit over the server's cap"),
+            (429, "queue full; retry after 1 s"),
+        )
+    }
+
+    @app.post("/v1/execute", responses=error_doc, summary="Run one program")
+    async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
+        """Run `code` as `python main.py ARGS` in a fresh sandbox; the body is `Result.to_dict()`.
+
+        Guest failures (tracebacks, timeouts, memory, crashes) are data: status 200 with
+        an `outcome` other than `completed`."""
+        info = request.scope["execr"]
+        run = _to_run(state, body)
+        state.admit(1)
+        try:
+            result, queue_ms = await state.run(run)
+        finally:
+            state.release(1)
+        info["outcome"] = result.outcome.value
+        info["queue_ms"] = round(queue_ms, 3)
+        return JSONResponse(result.to_dict())
+
+    @app.post("/v1/execute/batch", responses=error_doc, summary="Run several programs")
+    async def execute_batch(body: BatchRequest, request: Request) -> JSONResponse:
+        """Run up to `max_batch` programs; `results` are in request order. An invalid item
+        gets `{"error": {...}}` in its place; the others still run."""
+        info = request.scope["execr"]
+        rid = info["request_id"]
+        if len(body.requests) > config.max_batch:
+            state.metrics.rejected.labels("invalid").inc()
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"requests: at most {config.max_batch} items per batch; got {len(body.requests)}",
+            )
+        slots: list[dict[str, Any] | RunRequest] = []
+        for i, raw in enumerate(body.requests):
+            try:
+                slots.append(_to_run(state, ExecuteRequest.model_validate(raw)))
+            except ValidationError as e:
+                state.metrics.rejected.labels("invalid").inc()
+                slots.append(_error_body("invalid_request", _validation_message(e.errors()), rid, index=i))
+            except ApiError as e:
+                slots.append(_error_body(e.type, e.message, rid, index=i))
+        runs = [s for s in slots if isinstance(s, RunRequest)]
+        width = min(len(runs), state.capacity)
+        out: list[dict[str, Any]] = []
+        if runs:
+            state.admit(width)
+            gate = asyncio.Semaphore(width)
+            waits: list[float] = []
+
+            async def one(r: RunRequest) -> dict[str, Any]:
+                async with gate:
+                    result, q = await state.run(r)
+                    waits.append(q)
+                    return result.to_dict()
+
+            try:
+                done = iter(await asyncio.gather(*(one(r) for r in runs)))
+            finally:
+                state.release(width)
+            info["queue_ms"] = round(max(waits, default=0.0), 3)
+            out = [next(done) if isinstance(s, RunRequest) else s for s in slots]
+        else:
+            out = [s for s in slots if isinstance(s, dict)]
+        info["outcome"] = "batch"
+        return JSONResponse({"results": out})
+
+    @app.get("/v1/runtime", summary="Versions and the limit policy")
+    async def runtime() -> JSONResponse:
+        return JSONResponse(
+            {
+                **state.runtime_info,
+                "workers": config.worker_count,
+                "max_queue": config.max_queue,
+                "max_batch": config.max_batch,
+                "max_body_bytes": config.max_body_bytes,
+                "limits": policy_dict(config.default_limits, config.max_limits),
+            }
+        )
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/readyz", summary="Readiness: 200 once the workers are warm")
+    async def readyz(request: Request) -> JSONResponse:
+        if state.ready and not state.draining:
+            return JSONResponse({"status": "ready", "workers": config.worker_count})
+        why = "shutting down" if state.draining else (state.start_error or "workers are warming up")
+        return _error_response(request.scope, 503, "not_ready", why, {"Retry-After": "1"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, ops in schema.get("paths", {}).items():
+                if path.startswith("/v1/") and config.api_keys:
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_Edge, state=state)
+    return app
+
+
+# -- serving --
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger("execr.server")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level.upper())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with shutdown ordered as: stop accepting, drain runs for the grace period, cancel the rest."""
+
+    def __init__(self, config: uvicorn.Config, state: _State) -> None:
+        super().__init__(config)
+        self.execr_state = state
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()
+        drain = asyncio.get_running_loop().create_task(self.execr_state.drain(self.execr_state.config.grace))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await drain
+
+
+def uvicorn_config(config: ServerConfig, app: Any | None = None, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn ``Config`` ``serve`` uses (tests and benchmarks reuse it)."""
+    app = app if app is not None else create_app(config)
+    cap = config.max_limits.timeout
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "access_log": False,  # execr.server.access logs one JSON line per request instead
+        "ws": "none",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": config.grace + (cap if cap is not None else 60.0) + 10.0,
+        "server_header": False,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def make_server(config: ServerConfig, **overrides: Any) -> uvicorn.Server:
+    """A uvicorn server for ``config`` whose shutdown drains the pool (``server.run()`` to serve)."""
+    app = create_app(config)
+    return _Server(uvicorn_config(config, app, **overrides), app.state.execr)
+
+
+def serve(config: ServerConfig) -> None:
+    """Serve ``config`` until SIGINT/SIGTERM (then drain gracefully)."""
+    _setup_logging(config.log_level)
+    server = make_server(config)
+    server.run()

@@ -1,0 +1,141 @@
+"""Server configuration: a frozen ``ServerConfig`` and the helpers that build one.
+
+Importing this module needs nothing beyond execr itself (no FastAPI), so the CLI can
+parse ``execr serve`` arguments before the optional ``server`` extra is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .._exceptions import InvalidArgument
+from .._limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["ServerConfig", "is_loopback", "key_id", "load_api_keys", "parse_size"]
+
+MiB = 1024 * 1024
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"1GiB"``, ``"65536"`` → bytes (binary units)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise InvalidArgument(f"not a size: {text!r} (use bytes, or a K/M/G suffix such as 512M)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def key_id(key: str) -> str:
+    """A loggable id for an API key: the first 8 hex chars of its SHA-256."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_api_keys(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> frozenset[str]:
+    """API keys from ``$EXECR_API_KEYS`` (comma-separated) and a file (one key per line, ``#`` comments)."""
+    env = os.environ if environ is None else environ
+    keys = {k.strip() for k in env.get("EXECR_API_KEYS", "").split(",") if k.strip()}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise InvalidArgument(f"cannot read API key file {str(path)!r}: {e.strerror or e}") from e
+        keys |= {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    for k in keys:
+        if any(c.isspace() for c in k) or not k.isprintable():
+            raise InvalidArgument(f"API key {key_id(k)} contains whitespace or control characters")
+    return frozenset(keys)
+
+
+def _clamp(limits: Limits, cap: Limits) -> Limits:
+    """``limits`` with every value above ``cap`` lowered to the cap."""
+    return limits.replace(**{name: getattr(cap, name) for name in limits.exceeds(cap)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How ``execr serve`` runs.
+
+    - ``api_keys``: accepted bearer tokens; empty means no auth, which is only allowed on
+      a loopback ``host`` unless ``insecure`` is set.
+    - ``max_limits``: the operator's cap; a request asking for more (or for ``None`` =
+      unlimited where the cap is finite) is refused with 422.
+    - ``default_limits``: what a request gets for limits it leaves out (values above the
+      cap are lowered to the cap).
+    - ``max_queue``: runs that may wait for a worker; with ``workers`` running, more are
+      refused with 429.
+    - ``grace``: seconds in-flight runs get to finish at shutdown before pending ones are
+      cancelled.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int | None = None
+    api_keys: frozenset[str] = frozenset()
+    max_limits: Limits = DEFAULT_LIMITS
+    default_limits: Limits = DEFAULT_LIMITS
+    max_body_bytes: int = 1 * MiB
+    max_batch: int = 32
+    max_queue: int = 64
+    insecure: bool = False
+    grace: float = 10.0
+    snapshot: bool = True
+    cache_dir: str | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        keys = self.api_keys
+        if isinstance(keys, str) or not isinstance(keys, Iterable):
+            raise InvalidArgument("api_keys must be a set of str")
+        keys = frozenset(keys)
+        if not all(isinstance(k, str) and k for k in keys):
+            raise InvalidArgument("api_keys must be non-empty strings")
+        object.__setattr__(self, "api_keys", keys)
+        if not isinstance(self.max_limits, Limits) or not isinstance(self.default_limits, Limits):
+            raise InvalidArgument("max_limits and default_limits must be execr.Limits")
+        object.__setattr__(self, "default_limits", _clamp(self.default_limits, self.max_limits))
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {self.workers!r}")
+        for name in ("max_body_bytes", "max_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(f"{name} must be a whole number >= 1; got {value!r}")
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
+            raise InvalidArgument(f"max_queue must be a whole number >= 0; got {self.max_queue!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise InvalidArgument(f"port must be 0..65535; got {self.port!r}")
+        if not (isinstance(self.grace, (int, float)) and self.grace >= 0):
+            raise InvalidArgument(f"grace must be seconds >= 0; got {self.grace!r}")
+        if not self.api_keys and not self.insecure and not is_loopback(self.host):
+            raise InvalidArgument(
+                f"refusing to serve on non-loopback host {self.host!r} without API keys; "
+                "set EXECR_API_KEYS or --api-key-file, or pass --insecure"
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """Workers the pool runs (``workers``, or the CPU count)."""
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def capacity(self) -> int:
+        """Runs admitted at once (queued + in flight) before 429."""
+        return self.max_queue + self.worker_count

@@ -1,0 +1,526 @@
+"""execr's HTTP service, end to end: a real uvicorn server on 127.0.0.1, driven with httpx."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+
+from execr import InvalidArgument, Limits  # noqa: E402
+from execr.server import ServerConfig, create_app, key_id, load_api_keys  # noqa: E402
+from execr.server._app import make_server  # noqa: E402
+
+pytestmark = pytest.mark.guest
+
+KEY = "test-key-0123456789abcdef"
+OTHER_KEY = "second-key-fedcba9876543210"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Live:
+    """A real server in a background thread."""
+
+    def __init__(self, **options: Any) -> None:
+        self.config = ServerConfig(host="127.0.0.1", port=_free_port(), **options)
+        self.server = make_server(self.config, log_level="warning")
+        self.state = self.server.config.app.state.execr
+        self.url = f"http://127.0.0.1:{self.config.port}"
+        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
+        self.thread.start()
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            assert self.thread.is_alive(), "server thread died"
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        with httpx.Client(base_url=self.url) as c:
+            while c.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "server did not become ready"
+                time.sleep(0.1)
+
+    def client(self, key: str | None = None, timeout: float = 60.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[Live, Live]]:
+    # A: auth on, two workers, tight caps. B: auth off, one worker, a queue of one.
+    a = Live(
+        workers=2,
+        api_keys={KEY, OTHER_KEY},
+        max_limits=Limits(timeout=10, memory_limit=128 * 1024 * 1024),
+        max_body_bytes=64 * 1024,
+        max_batch=4,
+    )
+    b = Live(workers=1, max_queue=1)
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def a(servers: tuple[Live, Live]) -> Live:
+    return servers[0]
+
+
+@pytest.fixture(scope="module")
+def b(servers: tuple[Live, Live]) -> Live:
+    return servers[1]
+
+
+def _is_error(resp: httpx.Response, status: int, type_: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert {"type", "message", "request_id"} <= set(err)
+    assert isinstance(err["message"], str) and err["message"]
+    assert err["request_id"] == resp.headers["x-request-id"]
+    if type_ is not None:
+        assert err["type"] == type_, err
+    return err
+
+
+# -- configuration --
+
+
+def test_config_refuses_public_host_without_keys() -> None:
+    with pytest.raises(InvalidArgument, match="without API keys"):
+        ServerConfig(host="0.0.0.0")
+    assert ServerConfig(host="0.0.0.0", insecure=True).insecure
+    assert ServerConfig(host="0.0.0.0", api_keys={"k"}).api_keys == {"k"}
+    assert ServerConfig(host="::1").host == "::1"
+
+
+def test_config_clamps_defaults_to_caps() -> None:
+    cfg = ServerConfig(max_limits=Limits(timeout=5))
+    assert cfg.default_limits.timeout == 5
+    assert cfg.capacity == cfg.max_queue + cfg.worker_count
+
+
+def test_load_api_keys(tmp_path: Any) -> None:
+    f = tmp_path / "keys"
+    f.write_text("# comment\nalpha\n\n  beta  \n")
+    assert load_api_keys(f, {"EXECR_API_KEYS": "gamma, delta,"}) == {"alpha", "beta", "gamma", "delta"}
+    assert load_api_keys(None, {}) == frozenset()
+    with pytest.raises(InvalidArgument):
+        load_api_keys(tmp_path / "missing", {})
+    assert len(key_id("alpha")) == 8
+
+
+def test_add_serve_parser() -> None:
+    import argparse
+
+    from execr.server import add_serve_parser
+
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--port", "0", "--workers", "2", "--max-timeout", "5", "--max-memory", "64M"])
+    assert (args.port, args.workers, args.max_timeout, args.max_memory) == (0, 2, 5.0, 64 * 1024 * 1024)
+    assert callable(args.func)
+
+
+def test_serve_command_refuses_public_host_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from execr.server import add_serve_parser
+
+    monkeypatch.delenv("EXECR_API_KEYS", raising=False)
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--host", "0.0.0.0"])
+    with pytest.raises(InvalidArgument, match="without API keys"):
+        args.func(args)
+
+
+# -- basics --
+
+
+def test_hello_world(a: Live) -> None:
+    with a.client(KEY) as c:
+        r = c.post(
+            "/v1/execute",
+            json={"code": "import sys; print('hello', sys.argv[1:], input())", "stdin": "world\n", "args": ["x"]},
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["outcome"] == "completed" and body["exit_code"] == 0
+    assert body["stdout"] == "hello ['x'] world\n"
+    assert len(r.headers["x-request-id"]) >= 8
+
+
+def test_request_id_echoed(a: Live) -> None:
+    with a.client(KEY) as c:
+        r = c.post("/v1/execute", json={"code": "pass"}, headers={"X-Request-ID": "my-id-42"})
+    assert r.headers["x-request-id"] == "my-id-42"
+
+
+def test_files_env_binary_output(a: Live) -> None:
+    code = (
+        "import os, sys\n"
+        "print(open('data.txt').read(), open('blob.bin','rb').read().hex(), os.environ['GREETING'])\n"
+        "sys.stdout.flush(); sys.stdout.buffer.write(b'\\xff\\xfe')\n"
+    )
+    with a.client(KEY) as c:
+        r = c.post(
+            "/v1/execute",
+            json={
+                "code": code,
+                "env": {"GREETING": "hi"},
+                "files": {"data.txt": "text", "blob.bin": {"base64": "AAEC"}},
+                "stdin_base64": "AA==",
+            },
+        )
+    body = r.json()
+    assert body["outcome"] == "completed", body
+    assert body["stdout"].startswith("text 000102 hi\n")
+    assert "stdout_base64" in body
+
+
+def test_auth(a: Live) -> None:
+    with a.client() as c:
+        err = _is_error(c.post("/v1/execute", json={"code": "pass"}), 401, "unauthorized")
+        assert "API key" in err["message"]
+        _is_error(c.get("/v1/runtime"), 401)
+        # probes and metrics stay open
+        assert c.get("/healthz").status_code == 200
+    with a.client("wrong-key") as c:
+        r = c.post("/v1/execute", json={"code": "pass"})
+        _is_error(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"] == "Bearer"
+    for key in (KEY, OTHER_KEY):
+        with a.client(key) as c:
+            assert c.post("/v1/execute", json={"code": "pass"}).json()["outcome"] == "completed"
+    with httpx.Client(base_url=a.url, headers={"Authorization": f"Basic {KEY}"}) as c:
+        _is_error(c.post("/v1/execute", json={"code": "pass"}), 401)
+
+
+def test_auth_off(b: Live) -> None:
+    with b.client() as c:
+        r = c.post("/v1/execute", json={"code": "print(6 * 7)"})
+    assert r.status_code == 200 and r.json()["stdout"] == "42\n"
+
+
+def test_runtime(a: Live) -> None:
+    with a.client(KEY) as c:
+        info = c.get("/v1/runtime").json()
+    assert info["python_version"].startswith("3.")
+    assert len(info["binary_sha256"]) == 64
+    assert info["wasmtime_version"]
+    assert info["limits"]["caps"]["timeout"] == 10
+    assert info["limits"]["defaults"]["timeout"] == 10  # clamped to the cap
+    assert info["limits"]["caps"]["fuel"] is None
+
+
+def test_probes_and_docs(a: Live) -> None:
+    with a.client() as c:
+        assert c.get("/healthz").json() == {"status": "alive"}
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/docs").status_code == 200
+        spec = c.get("/openapi.json").json()
+        assert "/v1/execute" in spec["paths"] and "/v1/execute/batch" in spec["paths"]
+        assert spec["paths"]["/v1/execute"]["post"]["security"] == [{"bearer": []}]
+        _is_error(c.get("/nope"), 404, "not_found")
+        _is_error(c.get("/v1/execute", headers={"Authorization": f"Bearer {KEY}"}), 405, "method_not_allowed")
+
+
+# -- policy --
+
+
+@pytest.mark.parametrize(
+    ("limits", "name"),
+    [
+        ({"timeout": 11}, "timeout"),
+        ({"timeout": None}, "timeout"),
+        ({"memory_limit": 256 * 1024 * 1024}, "memory_limit"),
+        ({"memory_limit": None}, "memory_limit"),
+    ],
+)
+def test_caps(a: Live, limits: dict[str, Any], name: str) -> None:
+    with a.client(KEY) as c:
+        err = _is_error(c.post("/v1/execute", json={"code": "pass", "limits": limits}), 422, "limit_exceeded")
+    assert name in err["message"] and "cap" in err["message"]
+
+
+def test_within_caps_ok(a: Live) -> None:
+    with a.client(KEY) as c:
+        r = c.post("/v1/execute", json={"code": "pass", "limits": {"timeout": 10, "fuel": None, "max_stdout": 10}})
+    assert r.json()["outcome"] == "completed"
+
+
+@pytest.mark.parametrize("key", ["mounts", "mount_fs", "pythonpath"])
+def test_no_host_paths(a: Live, key: str) -> None:
+    with a.client(KEY) as c:
+        err = _is_error(c.post("/v1/execute", json={"code": "pass", key: "/etc"}), 422, "invalid_request")
+    assert key in err["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": 1},
+        {},
+        {"code": "pass", "limits": {"timeout": "x"}},
+        {"code": "pass", "limits": {"bogus": 1}},
+        {"code": "pass", "limits": {"timeout": -1}},
+        {"code": "pass", "args": "x"},
+        {"code": "pass", "env": {"A=B": "c"}},
+        {"code": "pass", "files": {"../x": "y"}},
+        {"code": "pass", "stdin_base64": "%%%"},
+        {"code": "pass", "extra": 1},
+        [1, 2],
+        "text",
+    ],
+)
+def test_invalid_bodies(a: Live, body: Any) -> None:
+    with a.client(KEY) as c:
+        _is_error(c.post("/v1/execute", json=body), 422, "invalid_request")
+
+
+@pytest.mark.parametrize("raw", [b"{bad", b"", b'{"code": "x"', b"\xff\xfe", b"nul\x00"])
+def test_malformed_json(a: Live, raw: bytes) -> None:
+    with a.client(KEY) as c:
+        r = c.post("/v1/execute", content=raw, headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500
+    _is_error(r, r.status_code)
+
+
+def test_body_too_large(a: Live) -> None:
+    big = {"code": "x = '" + "a" * 70_000 + "'"}
+    with a.client(KEY) as c:
+        _is_error(c.post("/v1/execute", json=big), 413, "payload_too_large")
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the streamed size is checked
+            yield b'{"code": "'
+            for _ in range(100):
+                yield b"a" * 1000
+            yield b'"}'
+
+        r = c.post("/v1/execute", content=chunks(), headers={"Content-Type": "application/json"})
+        _is_error(r, 413, "payload_too_large")
+        # the server is fine afterwards
+        assert c.post("/v1/execute", json={"code": "pass"}).json()["outcome"] == "completed"
+
+
+# -- hostile code --
+
+
+def test_infinite_loop_times_out(a: Live) -> None:
+    with a.client(KEY) as c:
+        t0 = time.monotonic()
+        r = c.post("/v1/execute", json={"code": "while True: pass", "limits": {"timeout": 1}})
+        assert r.status_code == 200 and r.json()["outcome"] == "timed_out"
+        assert time.monotonic() - t0 < 8
+
+
+def test_memory_bomb(a: Live) -> None:
+    with a.client(KEY) as c:
+        r = c.post("/v1/execute", json={"code": "x = bytearray(1 << 30)", "limits": {"memory_limit": 32 << 20}})
+    assert r.status_code == 200 and r.json()["outcome"] == "memory_limit", r.text
+
+
+def test_hostile_run_does_not_block_others(a: Live) -> None:
+    with concurrent.futures.ThreadPoolExecutor(2) as ex, a.client(KEY) as c:
+        slow = ex.submit(c.post, "/v1/execute", json={"code": "while True: pass", "limits": {"timeout": 3}})
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert c.get("/healthz").status_code == 200
+        assert c.post("/v1/execute", json={"code": "print(1)"}).json()["stdout"] == "1\n"
+        assert time.monotonic() - t0 < 2.5
+        assert slow.result().json()["outcome"] == "timed_out"
+
+
+# -- batch --
+
+
+def test_batch(a: Live) -> None:
+    with a.client(KEY) as c:
+        r = c.post(
+            "/v1/execute/batch",
+            json={
+                "requests": [
+                    {"code": "print(1)"},
+                    {"code": 5},
+                    {"code": "print(3)", "limits": {"timeout": 999}},
+                    {"code": "raise SystemExit(4)"},
+                ]
+            },
+        )
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert [x.get("outcome") for x in results] == ["completed", None, None, "failed"]
+        assert results[0]["stdout"] == "1\n"
+        assert results[1]["error"]["type"] == "invalid_request" and results[1]["error"]["index"] == 1
+        assert results[2]["error"]["type"] == "limit_exceeded"
+        assert results[3]["exit_code"] == 4
+        err = _is_error(c.post("/v1/execute/batch", json={"requests": [{"code": "pass"}] * 5}), 422)
+        assert "at most 4" in err["message"]
+        _is_error(c.post("/v1/execute/batch", json={"requests": 1}), 422)
+        assert c.post("/v1/execute/batch", json={"requests": []}).json() == {"results": []}
+
+
+# -- overload, crashes, metrics (server B: one worker, a queue of one) --
+
+
+def test_overload_429(b: Live) -> None:
+    def one(_: int) -> httpx.Response:
+        with b.client() as c:
+            return c.post("/v1/execute", json={"code": "import time; time.sleep(1.5)"})
+
+    with concurrent.futures.ThreadPoolExecutor(5) as ex:
+        responses = list(ex.map(one, range(5)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(429) >= 2 and codes.count(200) >= 1, codes
+    for r in responses:
+        if r.status_code == 429:
+            assert r.headers["retry-after"] == "1"
+            _is_error(r, 429, "queue_full")
+        else:
+            assert r.json()["outcome"] == "completed"
+
+
+def _worker_pids(live: Live) -> list[int]:
+    """PIDs of the worker processes of ``live``'s pool (read from its dispatcher threads' frames)."""
+    pool = live.state.pool
+    pids = []
+    for frame in sys._current_frames().values():
+        f: Any = frame
+        while f is not None:
+            if f.f_code.co_name == "_dispatch" and f.f_locals.get("self") is pool:
+                worker = f.f_locals.get("worker")
+                if worker is not None and worker.proc.pid:
+                    pids.append(worker.proc.pid)
+                break
+            f = f.f_back
+    return pids
+
+
+def _children() -> set[int]:
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                out.add(int(name))
+    return out
+
+
+def test_killed_worker(b: Live) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as ex, b.client() as c:
+        running = ex.submit(c.post, "/v1/execute", json={"code": "import time; time.sleep(20)"})
+        deadline = time.monotonic() + 10
+        while b.state.pool.in_flight == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pids = _worker_pids(b)
+        assert len(pids) == 1 and pids[0] in _children()
+        os.kill(pids[0], signal.SIGKILL)
+        r = running.result(timeout=30)
+        assert r.status_code == 200
+        assert r.json()["outcome"] == "crashed" and "died" in r.json()["error"]
+        assert c.get("/healthz").status_code == 200
+        r = c.post("/v1/execute", json={"code": "print('after')"})
+        assert r.json()["stdout"] == "after\n"
+
+
+def test_metrics(a: Live, b: Live) -> None:
+    with a.client(KEY) as c:
+        c.post("/v1/execute", json={"code": "pass"})
+        c.post("/v1/execute", json={"code": "pass", "limits": {"timeout": 99}})
+    with httpx.Client(base_url=a.url) as c:
+        c.post("/v1/execute", json={"code": "pass"})
+        text = c.get("/metrics").text
+    assert 'execr_runs_total{outcome="completed"}' in text
+    assert "execr_run_duration_seconds_bucket" in text
+    assert "execr_queue_depth" in text and "execr_in_flight" in text
+    assert 'execr_rejected_total{reason="limit_exceeded"}' in text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['execr_runs_total{outcome="completed"}'] >= 1
+    assert values['execr_rejected_total{reason="unauthorized"}'] >= 1
+    assert values['execr_rejected_total{reason="limit_exceeded"}'] >= 1
+    with httpx.Client(base_url=b.url) as c:
+        text = c.get("/metrics").text
+    assert 'execr_rejected_total{reason="queue_full"}' in text
+    assert not text.count('execr_rejected_total{reason="queue_full"} 0.0')
+    assert 'execr_runs_total{outcome="crashed"}' in text
+
+
+def test_access_log(a: Live, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="execr.server.access"), a.client(KEY) as c:
+        r = c.post("/v1/execute", json={"code": "pass"}, headers={"X-Request-ID": "log-me"})
+        assert r.status_code == 200
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "execr.server.access"]
+    mine = [x for x in lines if x["request_id"] == "log-me"]
+    assert mine, lines
+    entry = mine[0]
+    assert entry["key_id"] == key_id(KEY) and entry["status"] == 200 and entry["outcome"] == "completed"
+    assert entry["method"] == "POST" and entry["path"] == "/v1/execute"
+    assert entry["duration_ms"] >= 0 and entry["queue_ms"] >= 0
+
+
+def test_readyz_and_graceful_shutdown() -> None:
+    live = Live(workers=1, grace=0.5)
+    try:
+        with live.client() as c:
+            while not live.server.started:
+                time.sleep(0.02)
+            first = c.get("/readyz")
+            if first.status_code != 200:
+                _is_error(first, 503, "not_ready")
+        live.wait_ready()
+        with concurrent.futures.ThreadPoolExecutor(3) as ex, live.client() as c:
+            runs = [ex.submit(c.post, "/v1/execute", json={"code": "import time; time.sleep(3)"}) for _ in range(2)]
+            deadline = time.monotonic() + 10
+            while live.state.pool.pending + live.state.pool.in_flight < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            live.server.should_exit = True
+            outcomes = sorted(r.result(timeout=30).json()["outcome"] for r in runs)
+        assert outcomes == ["cancelled", "cancelled"] or outcomes == ["cancelled", "completed"], outcomes
+    finally:
+        live.stop()
+    assert live.state.pool.closed
+
+
+def test_create_app_is_fastapi() -> None:
+    from fastapi import FastAPI
+
+    assert isinstance(create_app(ServerConfig(workers=1)), FastAPI)
