@@ -1,10 +1,14 @@
 """execr: run untrusted Python in CPython compiled to WebAssembly, on wasmtime.
 
-Python API: ``execute``, ``Runtime``, ``Result``, ``Outcome``, ``OutputFile``, ``Limits``,
-``Mount``, ``UNSET``, the exception tree rooted at ``ExecrError``, and the seed's
-``execr.executor.core`` (``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
+Python API: ``execute``, ``execute_many`` / ``execute_many_async`` / ``iter_results``
+(many runs on a pool of worker processes, or on Ray), ``WorkerPool``, ``run_batch``,
+``Runtime``, ``Result``, ``Outcome``, ``OutputFile``, ``Limits``, ``Mount``, ``UNSET``,
+the exception tree rooted at ``ExecrError``, and the seed's ``execr.executor.core``
+(``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
 
-Commands: ``execr run``, ``execr info``, ``execr warmup`` (see ``execr --help``).
+Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr serve``, ``execr batch``
+(see ``execr --help``). HTTP (``execr serve``, extra ``server``): ``POST /v1/execute``,
+``POST /v1/execute/batch``, ``GET /v1/runtime``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``.
 
 Environment variables: ``EXECR_PYTHONPATH`` (a directory mounted read-only at
 ``/__pypackages__``), ``EXECR_BINARY`` (another copy of the pinned binary),
@@ -14,6 +18,7 @@ plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr), ``EXECR_D
 """
 
 from ._api import execute
+from ._batch import run_batch
 from ._binary import binary
 from ._exceptions import (
     ExecrError,
@@ -29,7 +34,9 @@ from ._exceptions import (
     RuntimeUnavailable,
 )
 from ._limits import UNSET, Limits
+from ._many import execute_many, execute_many_async, iter_results
 from ._mounts import Mount
+from ._pool import PoolFull, WorkerPool
 from ._results import Outcome, OutputFile, Result
 from ._runtime import Runtime
 
@@ -50,11 +57,17 @@ __all__ = [
     "Outcome",
     "OutcomeError",
     "OutputFile",
+    "PoolFull",
     "Result",
     "Runtime",
     "RuntimeClosed",
     "RuntimeUnavailable",
+    "WorkerPool",
     "__version__",
     "binary",
     "execute",
+    "execute_many",
+    "execute_many_async",
+    "iter_results",
+    "run_batch",
 ]

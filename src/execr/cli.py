@@ -356,13 +356,20 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
 # -- parser and entry point --
 
+
 def _add_serve(sub: Any) -> None:
     from .server import add_serve_parser
 
     add_serve_parser(sub)
 
 
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_run, _add_info, _add_warmup, _add_serve)
+def _add_batch(sub: Any) -> None:
+    from ._batch import add_batch_parser
+
+    add_batch_parser(sub)
+
+
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_run, _add_info, _add_warmup, _add_serve, _add_batch)
 
 
 def _build_parser() -> argparse.ArgumentParser:
