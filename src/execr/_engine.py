@@ -105,12 +105,28 @@ _NO_FINALIZER = _FinalizerType(lambda _data: None)
 
 
 class _Ticker(threading.Thread):
+    """Advances the engine's epoch every ``TICK`` while at least one run is active."""
+
     def __init__(self, engine: wt.Engine) -> None:
         super().__init__(name="execr-epoch", daemon=True)
         self._engine = engine
+        self._active = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._active += 1
+            self._cond.notify()
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
 
     def run(self) -> None:
         while True:
+            with self._cond:
+                while self._active == 0:
+                    self._cond.wait()
             time.sleep(TICK)
             self._engine.increment_epoch()
 
@@ -318,11 +334,12 @@ class Host:
 
     # -- running --
 
-    def _ensure_ticker(self) -> None:
+    def _ensure_ticker(self) -> _Ticker:
         with self._lock:
             if self._ticker is None or not self._ticker.is_alive():
                 self._ticker = _Ticker(self._engine)
                 self._ticker.start()
+            return self._ticker
 
     def _store(self, launch: Launch) -> tuple[wt.Store, int]:
         store = wt.Store(self._engine)
@@ -345,7 +362,7 @@ class Host:
 
     def run(self, compiled: Compiled, launch: Launch) -> RawRun:
         """Run one guest in a fresh Store and instance; never raises for guest behaviour."""
-        self._ensure_ticker()
+        ticker = self._ensure_ticker()
         deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
         state = _Run(deadline=deadline, watch=launch.watch, cancel=launch.cancel)
         store, fuel = self._store(launch)
@@ -355,6 +372,7 @@ class Host:
         memory = data_len = 0
         statuses: list[int | None] = []
         _local.run = state
+        ticker.enter()
         try:
             limit = launch.limits.memory_limit
             if limit is not None and compiled.min_bytes > limit:
@@ -394,6 +412,7 @@ class Host:
             if "memory" in str(e) and launch.limits.memory_limit is not None:
                 outcome = Outcome.MEMORY_LIMIT
         finally:
+            ticker.leave()
             _local.run = None
             consumed = fuel - store.get_fuel()
             store.close()  # release WASI streams here, not on a wasmtime thread at exit
