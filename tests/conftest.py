@@ -1,4 +1,9 @@
-"""Shared fixtures: one session-wide Runtime, and ``run`` parametrized over both start-up paths."""
+"""Shared fixtures: one session-wide Runtime, and ``run`` parametrized over runtimes and start-up paths.
+
+``run`` takes every guest test through four ids: default-snapshot, default-plain,
+scientific-snapshot and scientific-plain (CPython 3.12 and CPython 3.15 with numpy and
+pandas pre-imported). The scientific modules are built once per session, on first use.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from execr import Result, Runtime
 
 RunFn = Callable[..., Result]
 
+PATHS = [("default", True), ("default", False), ("scientific", True), ("scientific", False)]
+
 
 @pytest.fixture(scope="session")
 def runtime() -> Iterator[Runtime]:
@@ -23,17 +30,50 @@ def runtime() -> Iterator[Runtime]:
     rt.close()
 
 
-@pytest.fixture(params=[True, False], ids=["snapshot", "plain"])
-def snapshot(request: pytest.FixtureRequest) -> bool:
-    """Which start-up path a guest test takes."""
-    return bool(request.param)
+@pytest.fixture(scope="session")
+def scientific(runtime: Runtime) -> Runtime:
+    """The session runtime with the scientific modules built (minutes on a cold cache, once)."""
+    runtime.warmup(["scientific"])
+    assert runtime.snapshot_errors["scientific"] is None, runtime.snapshot_errors
+    return runtime
+
+
+@pytest.fixture(params=PATHS, ids=[f"{name}-{'snapshot' if snap else 'plain'}" for name, snap in PATHS])
+def path(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """Which runtime and start-up path a guest test takes."""
+    name, snap = request.param
+    if name == "scientific":
+        request.getfixturevalue("scientific")
+    return str(name), bool(snap)
 
 
 @pytest.fixture
-def run(runtime: Runtime, snapshot: bool) -> RunFn:
-    """Run code on the session runtime on the parametrized path, checking ``result.mode``."""
+def snapshot(path: tuple[str, bool]) -> bool:
+    """Whether the guest test takes the snapshot path."""
+    return path[1]
+
+
+@pytest.fixture
+def runtime_name(path: tuple[str, bool]) -> str:
+    """Which runtime the guest test runs on."""
+    return path[0]
+
+
+@pytest.fixture
+def base_memory(runtime: Runtime, path: tuple[str, bool]) -> int:
+    """The initial linear memory of the module the test runs (memory limits are relative to it)."""
+    name, snap = path
+    module = runtime._snapshot_module(name) if snap else None
+    return (module.compiled if module is not None else runtime._plain_module(name)).min_bytes
+
+
+@pytest.fixture
+def run(runtime: Runtime, path: tuple[str, bool]) -> RunFn:
+    """Run code on the session runtime on the parametrized runtime and path, checking ``result.mode``."""
+    name, snapshot = path
 
     def _run(code: str, stdin: str | bytes = "", args: Any = None, **kw: Any) -> Result:
+        kw.setdefault("runtime", name)
         result = runtime.execute(code, stdin, args, snapshot=snapshot, **kw)
         assert isinstance(result, execr.Result)
         assert result.mode == ("snapshot" if snapshot else "plain"), result

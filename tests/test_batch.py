@@ -68,3 +68,12 @@ def test_cli_parser(tmp_path, capsys):
     ns = parser.parse_args(["batch", str(src), "--workers", "1", "--no-progress"])
     assert ns.handler(ns) == 0
     assert json.loads(capsys.readouterr().out)["stdout"] == "5\n"
+
+
+def test_items_choose_their_runtime(tmp_path, scientific):
+    """A JSONL item's "runtime" key picks the CPython it runs on."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    code = "import sys; print(sys.version_info[1])"
+    _write(src, [json.dumps({"code": code, "runtime": "scientific"}), json.dumps({"code": code})])
+    assert run_batch(src, out, workers=1, progress=False) == 2
+    assert [r["stdout"] for r in _read(out)] == ["15\n", "12\n"]

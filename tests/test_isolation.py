@@ -228,7 +228,7 @@ for name, fn in [('system', lambda: os.system('touch {marker}')),
     assert not marker.exists()
 
 
-def test_parallel_runs_are_isolated(runtime, snapshot):
+def test_parallel_runs_are_isolated(runtime, snapshot, runtime_name):
     """Two runs in parallel threads writing the same filename see only their own file and own stdout."""
     code = """
 import sys, time
@@ -241,7 +241,7 @@ print('I am', me, open('same.txt').read())
 """
 
     def one(name: str):
-        return runtime.execute(code, args=[name], snapshot=snapshot)
+        return runtime.execute(code, args=[name], snapshot=snapshot, runtime=runtime_name)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(one, ["alpha", "beta", "gamma", "delta"]))

@@ -240,6 +240,23 @@ def test_runtime(a: Live) -> None:
     assert info["limits"]["caps"]["timeout"] == 10
     assert info["limits"]["defaults"]["timeout"] == 10  # clamped to the cap
     assert info["limits"]["caps"]["fuel"] is None
+    assert set(info["runtimes"]) == {"default", "scientific"}
+    sci = info["runtimes"]["scientific"]
+    assert sci["python_version"] == "3.15.0" and sci["available"] is True
+    assert "numpy" in sci["packages"] and "snapshot_cached" in sci
+    assert not any("/" in str(v) for v in sci.values() if not isinstance(v, dict))  # no host paths
+
+
+def test_scientific_runtime_over_http(b: Live, scientific: Any) -> None:
+    """POST /v1/execute takes "runtime"; an unknown one is a 422 naming the choices."""
+    with b.client() as c:
+        r = c.post(
+            "/v1/execute", json={"code": "import numpy as np; print(np.arange(10).sum())", "runtime": "scientific"}
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["outcome"], r.json()["stdout"]) == ("completed", "45\n"), r.json()
+        err = _is_error(c.post("/v1/execute", json={"code": "pass", "runtime": "nope"}), 422, "invalid_request")
+        assert "'default', 'scientific'" in err["message"]
 
 
 def test_probes_and_docs(a: Live) -> None:

@@ -39,7 +39,7 @@ def execute(
     max_files: Limit = UNSET,
     max_returned_file_bytes: Limit = UNSET,
     snapshot: bool = True,
-    runtime: Runtime | None = None,
+    runtime: Runtime | str | None = None,
 ) -> Result:
     """Run ``code`` as ``python main.py ARGS`` in a fresh WebAssembly sandbox.
 
@@ -55,6 +55,11 @@ def execute(
     ``$EXECR_PYTHONPATH``) is mounted read-only at ``/__pypackages__`` and put on
     ``PYTHONPATH``. Limits come from ``limits`` and the keyword overrides; ``None`` turns
     one off. ``snapshot=False`` takes the plain (slow) start-up path.
+
+    ``runtime`` picks the CPython: ``"default"`` (3.12, the standard library) or
+    ``"scientific"`` (3.15 with numpy, pandas, scipy, scikit-learn...; needs
+    ``pip install 'execr[scientific]'``), run on the process-wide ``Runtime``; or a
+    ``Runtime`` instance to run the default CPython on.
 
     Guest failures (tracebacks, exits, traps, limits) are returned in the ``Result``;
     invalid arguments raise ``InvalidArgument``.
@@ -82,6 +87,7 @@ def execute(
         pythonpath=pythonpath,
         limits=limits,
         snapshot=snapshot,
+        runtime="default" if runtime is None or isinstance(runtime, Runtime) else runtime,
         **{k: v for k, v in overrides.items() if v is not UNSET},
     )
-    return (runtime or default_runtime()).run(request)
+    return (runtime if isinstance(runtime, Runtime) else default_runtime()).run(request)

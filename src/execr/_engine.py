@@ -30,7 +30,7 @@ from . import _cache
 from ._exceptions import RuntimeUnavailable
 from ._limits import Limits
 from ._mounts import Preopen
-from ._output import Capture
+from ._output import Capture, FileCapture
 from ._results import Outcome
 
 __all__ = ["WASMTIME_VERSION", "BootImage", "Compiled", "EntryPoint", "Host", "Launch", "RawRun", "host"]
@@ -56,6 +56,7 @@ class _Run:
     stop: tuple[Outcome, str] | None = None
     next_watch: float = 0.0
     exit_status: int | None = None
+    outputs: tuple[tuple[str, FileCapture], ...] = ()
 
     def check(self) -> tuple[Outcome, str] | None:
         """Decide whether the run must stop now (and remember why)."""
@@ -65,9 +66,11 @@ class _Run:
                 self.stop = (Outcome.CANCELLED, "the run was cancelled by the host")
             elif self.deadline is not None and now >= self.deadline:
                 self.stop = (Outcome.TIMED_OUT, "wall-clock limit reached")
-            elif self.watch is not None and now >= self.next_watch:
+            elif now >= self.next_watch:
                 self.next_watch = now + WATCH_EVERY
-                reason = self.watch()
+                reasons = [out.poll(name) for name, out in self.outputs]
+                reasons.append(self.watch() if self.watch is not None else None)
+                reason = next((r for r in reasons if r is not None), None)
                 if reason is not None:
                     self.stop = (Outcome.FILE_LIMIT, reason)
         return self.stop
@@ -220,6 +223,11 @@ _OVERRIDES: list[tuple[str, list[wt.ValType], list[wt.ValType], Callable[..., in
 ]
 
 
+def _no_host_tools(*_args: int) -> int:
+    """``host.call``: a reactor build's tool hook; execr offers no tools (-1: "no host")."""
+    return -1
+
+
 # --- compiled modules, launches and results --------------------------------------------
 
 
@@ -232,6 +240,8 @@ class EntryPoint:
     mailbox: int
     magic: int
     patches: tuple[tuple[int, bytes], ...] = ()
+    #: A reactor's entry: source run by ``turn`` (written to ``host_alloc`` memory) instead of a table call.
+    turn: bytes = b""
 
 
 @dataclasses.dataclass
@@ -240,10 +250,11 @@ class Launch:
 
     preopens: Sequence[Preopen]
     stdin: str
-    stdout: Capture
-    stderr: Capture
+    stdout: Capture | FileCapture
+    stderr: Capture | FileCapture
     limits: Limits
     argv: Sequence[str] = ("python",)
+    start: Sequence[str] = ("_start",)  # the exports a plain run (or a reactor boot) calls, in order
     env: Sequence[tuple[str, str]] = ()
     entry: EntryPoint | None = None
     more: Sequence[EntryPoint] = ()  # further requests for the same instance, in turn
@@ -300,6 +311,7 @@ class Host:
             self._linker.define_func(
                 "wasi_snapshot_preview1", name, wt.FuncType(params, results), fn, access_caller=True
             )
+        self._linker.define_func("host", "call", wt.FuncType([_I32] * 4, [_I32]), _no_host_tools)
         self._lock = threading.Lock()
         self._ticker: _Ticker | None = None
 
@@ -347,8 +359,14 @@ class Host:
         wasi.argv = list(launch.argv)
         wasi.env = [list(kv) for kv in launch.env]
         wasi.stdin_file = launch.stdin
-        wasi.stdout_custom = launch.stdout.write
-        wasi.stderr_custom = launch.stderr.write
+        if isinstance(launch.stdout, FileCapture):
+            wasi.stdout_file = launch.stdout.path
+        else:
+            wasi.stdout_custom = launch.stdout.write
+        if isinstance(launch.stderr, FileCapture):
+            wasi.stderr_file = launch.stderr.path
+        else:
+            wasi.stderr_custom = launch.stderr.write
         for p in launch.preopens:
             wasi.preopen_dir(p.host, p.guest, p.writable)
         store.set_wasi(wasi)
@@ -364,7 +382,10 @@ class Host:
         """Run one guest in a fresh Store and instance; never raises for guest behaviour."""
         ticker = self._ensure_ticker()
         deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
-        state = _Run(deadline=deadline, watch=launch.watch, cancel=launch.cancel)
+        outputs = tuple(
+            (n, o) for n, o in (("stdout", launch.stdout), ("stderr", launch.stderr)) if isinstance(o, FileCapture)
+        )
+        state = _Run(deadline=deadline, watch=launch.watch, cancel=launch.cancel, outputs=outputs)
         store, fuel = self._store(launch)
         exit_code: int | None = None
         error: str | None = None
@@ -386,10 +407,7 @@ class Host:
             assert isinstance(mem, wt.Memory)
             try:
                 if launch.entry is None:
-                    start = exports["_start"]
-                    assert isinstance(start, wt.Func)
-                    start(store)
-                    exit_code = 0
+                    exit_code = self._start(store, exports, launch.start)
                 else:
                     exit_code = self._enter(store, exports, mem, launch.entry)
                     for entry in launch.more:
@@ -419,23 +437,56 @@ class Host:
         return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code))
 
     @staticmethod
-    def _enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
+    def _start(store: wt.Store, exports: Any, names: Sequence[str]) -> int:
+        """Call ``names`` in order; the exit status is the last one's i32 result (0 without one)."""
+        result: object = None
+        for name in names:
+            func = exports[name]
+            assert isinstance(func, wt.Func)
+            result = func(store)
+        return result & 0xFF if isinstance(result, int) else 0
+
+    @staticmethod
+    def _turn(store: wt.Store, exports: Any, mem: wt.Memory, source: bytes) -> int:
+        """Run ``source`` in a reactor's ``turn`` (0 ok, 1 uncaught exception, n: ``sys.exit(n)``)."""
+        alloc, turn = exports["host_alloc"], exports["turn"]
+        assert isinstance(alloc, wt.Func) and isinstance(turn, wt.Func)
+        ptr = alloc(store, len(source))
+        assert isinstance(ptr, int)
+        if ptr == 0:
+            raise wt.Trap("execr: host_alloc failed: out of guest memory")
+        mem.write(store, source, ptr)
+        status = turn(store, ptr, len(source))
+        assert isinstance(status, int)
+        return status
+
+    @classmethod
+    def _enter(cls, store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
         for addr, data in entry.patches:
             mem.write(store, data, addr)
-        table = exports["__execr_table"]
-        assert isinstance(table, wt.Table)
-        func = table.get(store, entry.table_index)
-        assert isinstance(func, wt.Func)
-        func(store, *entry.args)
+        if entry.turn:
+            cls._turn(store, exports, mem, entry.turn)
+        else:
+            table = exports["__execr_table"]
+            assert isinstance(table, wt.Table)
+            func = table.get(store, entry.table_index)
+            assert isinstance(func, wt.Func)
+            func(store, *entry.args)
         magic, status = struct.unpack("<Ii", bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
         return status & 0xFF if magic == entry.magic else None
 
-    def boot(self, compiled: Compiled, launch: Launch) -> BootImage:
-        """Run ``_start`` until the bootstrap aborts; capture memory and the stack pointer."""
+    def boot(self, compiled: Compiled, launch: Launch, turns: Sequence[bytes] = ()) -> BootImage:
+        """Run ``_start`` until the bootstrap aborts; capture memory and the stack pointer.
+
+        With ``turns`` (a reactor): call ``launch.start``, run each source in a ``turn`` (each
+        must succeed), and capture between turns, where the stack pointer is back at its start.
+        """
         store, _fuel = self._store(launch)
         try:
             instance = compiled.pre.instantiate(store)
             exports = instance.exports(store)
+            if turns:
+                return self._boot_reactor(store, exports, launch, turns)
             start = exports["_start"]
             assert isinstance(start, wt.Func)
             try:
@@ -457,6 +508,32 @@ class Host:
             return BootImage(image, sp_value, launch.stdout.value()[0], launch.stderr.value()[0])
         finally:
             store.close()
+
+    def _boot_reactor(self, store: wt.Store, exports: Any, launch: Launch, turns: Sequence[bytes]) -> BootImage:
+        mem, sp = exports["memory"], exports["__execr_sp"]
+        assert isinstance(mem, wt.Memory) and isinstance(sp, wt.Global)
+        initial = sp.value(store)
+        try:
+            for name in launch.start:
+                func = exports[name]
+                assert isinstance(func, wt.Func)
+                func(store)
+            for source in turns:
+                status = self._turn(store, exports, mem, source)
+                if status != 0:
+                    raise RuntimeUnavailable(
+                        f"snapshot bootstrap failed (status {status}): {launch.stderr.value()[0][-2000:]!r}"
+                    )
+        except (wt.Trap, wt.ExitTrap, wt.WasmtimeError) as e:
+            raise RuntimeUnavailable(
+                f"snapshot bootstrap trapped: {str(e).splitlines()[0]}; {launch.stderr.value()[0][-2000:]!r}"
+            ) from e
+        sp_value = sp.value(store)
+        if sp_value != initial:
+            raise RuntimeUnavailable(f"snapshot: stack pointer {sp_value:#x} is not back at {initial!r} between turns")
+        assert isinstance(sp_value, int)
+        image = bytes(mem.read(store, 0, mem.data_len(store)))
+        return BootImage(image, sp_value, launch.stdout.value()[0], launch.stderr.value()[0])
 
 
 class _Early(Exception):

@@ -16,9 +16,19 @@ can take several requests in turn: a request with ``fresh: False`` keeps the pre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["BOOTSTRAP", "BOOTSTRAP_VERSION", "MAILBOX_MAGIC", "MAILBOX_MARK", "PRELOAD", "REQUEST_BOX"]
+__all__ = [
+    "BOOTSTRAP",
+    "BOOTSTRAP_VERSION",
+    "MAILBOX_MAGIC",
+    "MAILBOX_MARK",
+    "PRELOAD",
+    "REQUEST_BOX",
+    "TURN_ENTRY",
+    "bootstrap",
+]
 
 BOOTSTRAP_VERSION: Final = "7"
 #: Bytes of guest memory reserved for a request; larger requests go through a file.
@@ -62,7 +72,7 @@ PRELOAD: Final = [
     "typing",
 ]
 
-BOOTSTRAP: Final = """
+_TEMPLATE: Final = """
 import sys, os, gc
 for _name in %(preload)r:
     __import__(_name)
@@ -120,7 +130,7 @@ def _make_entry():
             if req["cwd"] != os.getcwd():
                 os.chdir(req["cwd"])
             random.seed()
-            if req.get("fresh", True):
+%(reseed)s            if req.get("fresh", True):
                 main = types.ModuleType("__main__")
                 main.__file__ = script
                 main.__cached__ = None
@@ -159,7 +169,54 @@ _entry, _mailbox = _make_entry()
 exec(compile("def _f(x):\\n    return [i * 2 for i in range(x)]\\n_f(3)\\n", "<warm>", "exec"), {})
 gc.collect()
 gc.freeze()
-sys.stdout.write("EXECR-BOOT %%d %%d %%d %%d\\n" %% (id(_entry), id(()), id(type(_entry)), id(_mailbox)))
-sys.stdout.flush()
-os.abort()
-""" % {"preload": PRELOAD, "magic": MAILBOX_MAGIC, "mark": MAILBOX_MARK, "box": REQUEST_BOX}
+%(publish)s"""
+
+#: The default runtime's ending: print the addresses the host needs and abort (the host captures at the trap).
+_ABORT: Final = (
+    'sys.stdout.write("EXECR-BOOT %d %d %d %d\\n" % (id(_entry), id(()), id(type(_entry)), id(_mailbox)))\n'
+    "sys.stdout.flush()\n"
+    "os.abort()\n"
+)
+#: A reactor's ending: publish the entry as a builtin (each run calls it in a ``turn``) and return.
+_PUBLISH: Final = (
+    "import builtins\n"
+    "builtins.__execr_entry__ = _entry\n"
+    'sys.stdout.write("EXECR-BOOT %d\\n" % id(_mailbox))\n'
+    "sys.stdout.flush()\n"
+    "del _entry, _mailbox, builtins\n"
+)
+#: A reactor's plain path (no snapshot): run the entry at once on request.bin, exit with its status.
+_CALL: Final = (
+    "import struct\n"
+    'struct.pack_into("<I", _mailbox, 16, 0xFFFFFFFF)\n'
+    "_entry()\n"
+    'raise SystemExit(struct.unpack_from("<i", _mailbox, 4)[0])\n'
+)
+#: Reseeds numpy's legacy global generator next to ``random`` (when numpy.random is loaded).
+_RESEED_NUMPY: Final = (
+    '            numpy_random = sys.modules.get("numpy.random")\n'
+    "            if numpy_random is not None:\n"
+    "                numpy_random.seed()\n"
+)
+#: What a reactor's ``turn`` runs to enter one request.
+TURN_ENTRY: Final = b"__execr_entry__()"
+
+
+def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool = False) -> str:
+    """The bootstrap: ``PRELOAD`` after ``preload``; a reactor variant reseeds numpy and publishes the entry.
+
+    ``call``: instead, run the entry right away on ``/__execr__/request.bin`` and exit with its
+    status (a reactor's plain path: the same entry, without a snapshot).
+    """
+    return _TEMPLATE % {
+        "preload": [*preload, *PRELOAD],
+        "magic": MAILBOX_MAGIC,
+        "mark": MAILBOX_MARK,
+        "box": REQUEST_BOX,
+        "reseed": _RESEED_NUMPY if reactor else "",
+        "publish": _CALL if call else _PUBLISH if reactor else _ABORT,
+    }
+
+
+#: The default runtime's bootstrap (run as ``python -c BOOTSTRAP``).
+BOOTSTRAP: Final = bootstrap()

@@ -51,7 +51,7 @@ def to_request(item: object, defaults: Mapping[str, Any]) -> Request | Result:
             kwargs = {**defaults, **item}
             if "code" not in kwargs:
                 return _invalid("missing 'code'")
-            bad = [k for k in kwargs if not isinstance(k, str) or k == "runtime"]
+            bad = [k for k in kwargs if not isinstance(k, str)]
             if bad:
                 return _invalid(f"unexpected key(s) {bad!r}")
             return make_request(**kwargs)
@@ -92,7 +92,7 @@ class ResultCache:
         """The cache key, or None when the run must not be cached (it writes to the host)."""
         if request.mount_fs is not None or request.stdio is not None or any(m.writable for m in request.mounts):
             return None
-        from ._binary import SHA256
+        from ._binary import SCIENTIFIC_STDLIB_SHA256, SCIENTIFIC_WASM_SHA256, SHA256
 
         canonical = {
             "code": request.code,
@@ -104,7 +104,8 @@ class ResultCache:
             "pythonpath": None if request.pythonpath is None else str(request.pythonpath),
             "limits": request.limits.to_dict(),
             "snapshot": request.snapshot,
-            "binary": SHA256,
+            "binary": SHA256 if request.runtime == "default" else SCIENTIFIC_WASM_SHA256 + SCIENTIFIC_STDLIB_SHA256,
+            "runtime": request.runtime,
         }
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -321,21 +322,21 @@ async def execute_many_async(
 class _RayRuntime:
     """A Ray actor holding a warm Runtime whose modules come from the object store."""
 
-    def __init__(self, artifacts: dict[str, bytes], dirname: str, snapshot: bool) -> None:
+    def __init__(self, artifacts: dict[str, bytes], runtimes: list[str], snapshot: bool) -> None:
         from . import _cache
         from ._runtime import Runtime
 
         root = Path(tempfile.gettempdir()) / f"execr-ray-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        target = root / dirname
-        with _cache.locked(root / f"{dirname}.lock"):
-            for name, data in artifacts.items():
-                path = target / name
-                if not path.exists() or path.stat().st_size != len(data):
-                    _cache.atomic_write(path, data)
+        for dirname in sorted({name.split("/", 1)[0] for name in artifacts}):
+            with _cache.locked(root / f"{dirname}.lock"):
+                for name, data in artifacts.items():
+                    path = root / name
+                    if name.startswith(dirname + "/") and (not path.exists() or path.stat().st_size != len(data)):
+                        _cache.atomic_write(path, data)
         os.environ["EXECR_CACHE_DIR"] = str(root)
         os.environ["EXECR_QUIET"] = "1"
         self.runtime = Runtime(cache_dir=root, snapshot=snapshot)
-        self.runtime.warmup()
+        self.runtime.warmup(runtimes)
 
     def run(self, requests: list[Request]) -> list[Result]:
         out = []
@@ -363,19 +364,25 @@ def _ray(requests: list[tuple[int, Request]], workers: int | None, out: Any) -> 
         ray.init(include_dashboard=False, log_to_driver=False)
     if _actor_class is None:
         _actor_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(_RayRuntime)
+    runtimes = sorted({request.runtime for _, request in requests} | {"default"})
     local = Runtime()
-    local.warmup()  # builds (once) or loads the modules on the driver
-    where = local._artifacts()
+    local.warmup(runtimes)  # builds (once) or loads the modules on the driver
     # The cache files go into the object store once per batch; every actor copies them
     # into its node's cache directory (once per node) instead of rebuilding.
-    files = {p.name: p.read_bytes() for p in sorted(where.dir.iterdir()) if p.is_file()}
+    files = {
+        f"{folder.name}/{p.name}": p.read_bytes()
+        for name in runtimes
+        for folder in local._artifacts(name).dirs
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
     ref = ray.put(files)
     del files
     files_ref = [ref]
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     n = max(1, min(workers or cpus, len(requests)))
     # snapshot=True: requests with snapshot=False still take the plain path.
-    actors = [_actor_class.remote(ref, where.dir.name, True) for _ in range(n)]
+    actors = [_actor_class.remote(ref, runtimes, True) for _ in range(n)]
     chunk = max(1, min(32, len(requests) // (n * 4)))
     chunks = [requests[i : i + chunk] for i in range(0, len(requests), chunk)]
     stop = threading.Event()

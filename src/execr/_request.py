@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import InvalidArgument
+from ._flavors import flavor
 from ._limits import DEFAULT_LIMITS, UNSET, Limits
 from ._mounts import Mount, host_dir
 
@@ -33,6 +34,7 @@ class Request:
     stdio: Path | None = None
     pythonpath: Path | None = None
     snapshot: bool = True
+    runtime: str = "default"
 
 
 def _text(name: str, value: object) -> str:
@@ -104,6 +106,7 @@ def make_request(
     pythonpath: object = UNSET,
     limits: Limits | Mapping[str, Any] | None = None,
     snapshot: object = True,
+    runtime: object = "default",
     **limit_kwargs: Any,
 ) -> Request:
     """Validate ``execute``'s arguments into a ``Request`` (raises ``InvalidArgument``)."""
@@ -144,16 +147,20 @@ def make_request(
         pythonpath = os.environ.get("EXECR_PYTHONPATH") or None
     if not isinstance(snapshot, bool):
         raise InvalidArgument(f"snapshot must be a bool; got {type(snapshot).__name__}")
+    spec = flavor(runtime)
+    mount_list = _mounts(mounts)
+    spec.check_mounts(m.guest for m in mount_list)
     return Request(
         code=code,
         stdin=_bytes("stdin", stdin),
         args=args,
         env=_env(env),
         files=tuple(file_items),
-        mounts=_mounts(mounts),
+        mounts=mount_list,
         limits=lim,
         mount_fs=None if mount_fs is None else host_dir(mount_fs, "mount_fs"),
         stdio=None if stdio is None else host_dir(stdio, "stdio"),
         pythonpath=None if pythonpath is None else host_dir(pythonpath, "EXECR_PYTHONPATH"),
         snapshot=snapshot,
+        runtime=spec.name,
     )

@@ -1,9 +1,10 @@
-"""Runtime: the owner of the compiled modules and snapshot, and the way one request becomes a Result.
+"""Runtime: the owner of the compiled modules and snapshots, and the way one request becomes a Result.
 
-One ``Runtime`` holds the verified binary, the plain and snapshot modules (built lazily,
-or ahead by ``warmup``), and runs requests; ``execute()`` uses a process-wide default.
-Every run gets its own Store, instance, and temporary directories. Thread-safe: the
-build happens once under a lock (and a file lock across processes).
+One ``Runtime`` holds, per flavor (``request.runtime``: "default" or "scientific"), the
+verified files and the plain and snapshot modules (built lazily, or ahead by ``warmup``),
+and runs requests; ``execute()`` uses a process-wide default. Every run gets its own
+Store, instance, and temporary directories. Thread-safe: each flavor's build happens once
+under its own lock (and a file lock across processes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from . import _engine, _snapshot
 from ._binary import PYTHON_VERSION, Binary, load
 from ._cache import cache_dir
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
+from ._flavors import NAMES, Flavor, flavor, preload_list
 from ._guest import BOOTSTRAP_VERSION, REQUEST_BOX
 from ._limits import Limits
 from ._mounts import PACKAGES, SCRIPT, SLOTS, Workspace
-from ._output import Capture
+from ._output import FileCapture
 from ._request import Request, make_request
 from ._results import Outcome, Result
 
@@ -41,11 +43,24 @@ def _stderr_progress(message: str) -> None:
         print(f"execr: {message}", file=sys.stderr, flush=True)
 
 
+@dataclasses.dataclass
+class _Built:
+    """One flavor's modules, built lazily under its own lock."""
+
+    lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
+    plain: _engine.Compiled | None = None
+    snap: _snapshot.Snapshot | None = None
+    snapshot_error: str | None = None
+
+
 class Runtime:
     """A CPython-in-WebAssembly runtime: build once, then run many isolated requests.
 
-    ``snapshot=False`` always uses the plain ``_start`` path. A snapshot that cannot be
-    built falls back to the plain path with a message (``snapshot_error`` says why).
+    ``snapshot=False`` always uses the plain start-up path. A snapshot that cannot be
+    built falls back to the plain path with a message (``snapshot_error`` says why, for
+    the default CPython; ``snapshot_errors`` for each). ``binary`` overrides the default
+    CPython's file; ``preload`` lists the modules the scientific snapshot imports (default:
+    ``$EXECR_SCIENTIFIC_PRELOAD``, comma-separated, else numpy and pandas).
     """
 
     def __init__(
@@ -55,75 +70,148 @@ class Runtime:
         cache_dir: str | os.PathLike[str] | None = None,
         snapshot: bool = True,
         progress: Callable[[str], None] | None = None,
+        preload: str | Iterable[str] | None = None,
     ) -> None:
         self._binary_arg = binary
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._use_snapshot = snapshot
         self._progress = progress or _stderr_progress
+        self._preload = preload_list(preload)
         self._lock = threading.RLock()
-        self._plain: _engine.Compiled | None = None
-        self._snap: _snapshot.Snapshot | None = None
-        self.snapshot_error: str | None = None
+        self._built = {name: _Built() for name in NAMES}
         self._closed = False
 
     # -- building --
 
     @property
     def binary(self) -> Binary:
-        """The verified CPython binary."""
+        """The verified default CPython binary."""
         return load(self._binary_arg)
+
+    def files(self, runtime: str = "default") -> Binary:
+        """The verified files of ``runtime`` (``RuntimeUnavailable`` if missing or not the pinned build)."""
+        return flavor(runtime).load(self._binary_arg, self.cache_dir)
 
     @property
     def cache_dir(self) -> Path:
         """Where compiled modules are cached."""
         return self._cache_dir or cache_dir()
 
-    def _artifacts(self) -> _snapshot.Artifacts:
-        return _snapshot.artifacts(self.binary, self.cache_dir)
+    @property
+    def preload(self) -> tuple[str, ...]:
+        """The modules the scientific snapshot imports at boot."""
+        return self._preload
 
-    def _plain_module(self) -> _engine.Compiled:
-        with self._lock:
+    @property
+    def snapshot_error(self) -> str | None:
+        """Why the default CPython's snapshot is unavailable (``None``: it is fine or not built yet)."""
+        return self._built["default"].snapshot_error
+
+    @snapshot_error.setter
+    def snapshot_error(self, value: str | None) -> None:
+        self._built["default"].snapshot_error = value
+
+    @property
+    def snapshot_errors(self) -> dict[str, str | None]:
+        """``snapshot_error`` for each runtime."""
+        return {name: built.snapshot_error for name, built in self._built.items()}
+
+    def _preload_of(self, spec: Flavor) -> tuple[str, ...]:
+        return self._preload if spec.reactor else ()
+
+    def _artifacts(self, runtime: str = "default") -> _snapshot.Artifacts:
+        spec = flavor(runtime)
+        return _snapshot.artifacts(self.files(runtime), self.cache_dir, spec, self._preload_of(spec))
+
+    def _plain_module(self, runtime: str = "default") -> _engine.Compiled:
+        built = self._built[flavor(runtime).name]
+        with built.lock:
             self._check_open()
-            if self._plain is None:
-                self._plain = _snapshot.load_plain(_engine.host(), self.binary, self._artifacts(), self._progress)
-            return self._plain
+            if built.plain is None:
+                where = self._artifacts(runtime)
+                built.plain = _snapshot.load_plain(
+                    _engine.host(), self.files(runtime), where, self._progress, flavor(runtime)
+                )
+            return built.plain
 
-    def _snapshot_module(self) -> _snapshot.Snapshot | None:
-        with self._lock:
-            if self._snap is None and self.snapshot_error is None and self._use_snapshot:
+    def _snapshot_module(self, runtime: str = "default") -> _snapshot.Snapshot | None:
+        spec = flavor(runtime)
+        built = self._built[spec.name]
+        with built.lock:
+            if built.snap is None and built.snapshot_error is None and self._use_snapshot:
                 self._check_open()
-                binary, where = self.binary, self._artifacts()  # a bad binary raises here, not below
+                binary, where = self.files(runtime), self._artifacts(runtime)  # a bad binary raises here
                 try:
-                    self._snap = _snapshot.load(_engine.host(), binary, where, self._plain_module, self._progress)
+                    built.snap = _snapshot.load(
+                        _engine.host(),
+                        binary,
+                        where,
+                        lambda: self._plain_module(runtime),
+                        self._progress,
+                        spec,
+                        self._preload_of(spec),
+                    )
                 except RuntimeUnavailable as e:
-                    self.snapshot_error = str(e)
-                    self._progress(f"snapshot unavailable, using the plain path: {e}")
-            return self._snap
+                    built.snapshot_error = str(e)
+                    self._progress(f"{spec.name} snapshot unavailable, using the plain path: {e}")
+            return built.snap
 
-    def warmup(self) -> None:
-        """Build (or load) the compiled module and the snapshot now, not on first use."""
-        self._plain_module()
-        self._snapshot_module()
+    def warmup(self, runtimes: Iterable[str] = ("default",)) -> None:
+        """Build (or load) the compiled modules and the snapshots of ``runtimes`` now, not on first use."""
+        names = [runtimes] if isinstance(runtimes, str) else list(runtimes)
+        for name in names:
+            flavor(name)
+        for name in names:
+            self._plain_module(name)
+            self._snapshot_module(name)
 
     def info(self) -> dict[str, Any]:
-        """Versions, hashes, cache paths and state (what ``execr info`` prints)."""
-        where = self._artifacts()
+        """Versions, hashes, cache paths and state (what ``execr info`` prints).
+
+        The top-level keys describe the default CPython; ``runtimes`` describes each.
+        """
+        runtimes = {name: self.runtime_info(name) for name in NAMES}
+        default = runtimes["default"]
         return {
             "python_version": PYTHON_VERSION,
-            "binary_path": str(self.binary.path),
-            "binary_sha256": self.binary.sha256,
+            "binary_path": default["binary_path"],
+            "binary_sha256": default["binary_sha256"],
             "wasmtime_version": _engine.WASMTIME_VERSION,
             "bootstrap_version": BOOTSTRAP_VERSION,
             "cache_dir": str(self.cache_dir),
-            "plain_module": {"path": str(where.plain), "cached": where.plain.exists()},
-            "snapshot": {
-                "path": str(where.snapshot),
-                "cached": where.snapshot.exists() and where.meta.exists(),
-                "enabled": self._use_snapshot,
-                "error": self.snapshot_error,
-            },
+            "plain_module": default["plain_module"],
+            "snapshot": default["snapshot"],
             "mount_slots": SLOTS,
+            "runtimes": runtimes,
         }
+
+    def runtime_info(self, runtime: str) -> dict[str, Any]:
+        """One runtime's Python version, what it can import, its files and its cache state."""
+        spec = flavor(runtime)
+        out: dict[str, Any] = {
+            "python_version": spec.python_version,
+            "description": spec.description,
+            "can_import": "the standard library" + (" and the packages listed" if spec.reactor else ""),
+        }
+        try:
+            binary = self.files(runtime)
+        except RuntimeUnavailable as e:
+            return out | {"available": False, "error": str(e)}
+        where = self._artifacts(runtime)
+        out |= {"available": True, "binary_path": str(binary.path), "binary_sha256": binary.sha256}
+        if binary.stdlib is not None:
+            out |= {"stdlib_zip": str(binary.stdlib / "python315.zip"), "stdlib_sha256": binary.stdlib_sha256}
+            out |= {"packages": spec.packages(binary), "preload": list(self._preload_of(spec))}
+            out |= {"licenses": str(binary.path.parent / "LICENSES")}
+        built = self._built[spec.name]
+        out["plain_module"] = {"path": str(where.plain), "cached": where.plain.exists()}
+        out["snapshot"] = {
+            "path": str(where.snapshot),
+            "cached": where.snapshot.exists() and where.meta.exists(),
+            "enabled": self._use_snapshot,
+            "error": built.snapshot_error,
+        }
+        return out
 
     # -- running --
 
@@ -135,8 +223,10 @@ class Runtime:
         """Run one validated request. Guest failures come back in the Result."""
         self._check_open()
         started = time.perf_counter()
-        snap = self._snapshot_module() if request.snapshot else None
-        compiled = snap.compiled if snap is not None else self._plain_module()
+        spec = flavor(request.runtime)
+        binary = self.files(spec.name)
+        snap = self._snapshot_module(spec.name) if request.snapshot else None
+        compiled = snap.compiled if snap is not None else self._plain_module(spec.name)
         lim = request.limits
         ws = Workspace(
             root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
@@ -148,10 +238,10 @@ class Runtime:
             if path:
                 env.append(("PYTHONPATH", PACKAGES))
             launch = _engine.Launch(
-                preopens=ws.preopens(),
+                preopens=ws.preopens() + spec.preopens(binary),
                 stdin=stdin,
-                stdout=Capture(lim.max_stdout),
-                stderr=Capture(lim.max_stderr),
+                stdout=FileCapture(lim.max_stdout, os.path.join(ws.scratch, "stdout")),
+                stderr=FileCapture(lim.max_stderr, os.path.join(ws.scratch, "stderr")),
                 limits=lim,
                 watch=self._watch(ws, lim),
                 cancel=cancel,
@@ -165,13 +255,15 @@ class Runtime:
                 patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
                 launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
             else:
-                ws.write_script(code)
-                launch.argv = ("python", "-B", SCRIPT, *request.args)
+                ws.write_script(code, request_payload(request, code, env, path) if spec.reactor else None)
+                launch.argv = spec.plain_argv(SCRIPT, request.args)
                 launch.env = env
+                launch.start = spec.start
             raw = _engine.host().run(compiled, launch)
             stdout, out_dropped = launch.stdout.value()
             stderr, err_dropped = launch.stderr.value()
             outcome, error = raw.outcome, raw.error
+            exit_code = raw.exit_code
             if outcome in (Outcome.COMPLETED, Outcome.FAILED) and launch.watch is not None:
                 over = launch.watch()  # a last look: a short run may end between two checks
                 if over is not None:
@@ -192,7 +284,7 @@ class Runtime:
                 memory=raw.memory,
                 data_len=raw.data_len,
                 outcome=outcome,
-                exit_code=raw.exit_code,
+                exit_code=exit_code,
                 duration=time.perf_counter() - started,
                 files=files,
                 error=error,
@@ -241,7 +333,9 @@ class Runtime:
         """Release the compiled modules (idempotent); later use raises ``RuntimeClosed``."""
         with self._lock:
             self._closed = True
-            self._plain = self._snap = None
+            for name in NAMES:
+                with self._built[name].lock:
+                    self._built[name] = _Built()
 
     def __enter__(self) -> Runtime:
         return self

@@ -5,6 +5,11 @@ instrument the binary to export its stack pointer and function table, boot it wi
 bootstrap until it aborts, capture linear memory and the stack pointer, rebuild the module
 with that memory as its data, and compile it. The result (and the plain module) is cached
 on disk, written atomically under a file lock.
+
+A reactor flavor (the scientific runtime) boots differently: ``_initialize``, then the
+bootstrap (with its pre-imports) in one ``turn``; memory is captured after the turn returns
+and the mailbox is located from the address the bootstrap prints. Each run enters with a
+``turn`` of ``__execr_entry__()``. Its key also covers the stdlib zip and the preload list.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from . import _cache, _guest, _wasm
 from ._binary import Binary
 from ._engine import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
 from ._exceptions import RuntimeUnavailable
+from ._flavors import DEFAULT, Flavor
 from ._limits import Limits
 from ._mounts import SLOTS, Workspace, slot_placeholder
 from ._output import Capture
@@ -49,10 +55,19 @@ class Artifacts:
     """Cache file locations for one key."""
 
     dir: Path
+    plain_dir: Path | None = None  # where the plain module lives, when it does not depend on the bootstrap
 
     @property
     def plain(self) -> Path:
-        return self.dir / "plain.cwasm"
+        return (self.plain_dir or self.dir) / "plain.cwasm"
+
+    @property
+    def plain_lock(self) -> Path:
+        return self.lock if self.plain_dir is None else self.plain_dir.with_name(self.plain_dir.name + ".lock")
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        return (self.dir,) if self.plain_dir is None else (self.plain_dir, self.dir)
 
     @property
     def snapshot(self) -> Path:
@@ -67,24 +82,45 @@ class Artifacts:
         return self.dir.with_name(self.dir.name + ".lock")
 
 
-def cache_key(binary: Binary) -> str:
+def cache_key(binary: Binary, flavor: Flavor = DEFAULT, preload: tuple[str, ...] = ()) -> str:
     """Everything a cached module depends on."""
+    if not flavor.reactor:
+        return _cache.digest(
+            binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, _guest.BOOTSTRAP_VERSION, _guest.BOOTSTRAP, str(SLOTS)
+        )
     return _cache.digest(
-        binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, _guest.BOOTSTRAP_VERSION, _guest.BOOTSTRAP, str(SLOTS)
+        flavor.name,
+        binary.sha256,
+        binary.stdlib_sha256 or "",
+        WASMTIME_VERSION,
+        ENGINE_CONFIG,
+        _guest.BOOTSTRAP_VERSION,
+        flavor.bootstrap(preload),
+        str(SLOTS),
+        "preload=" + ",".join(preload),
     )
 
 
-def artifacts(binary: Binary, cache_dir: Path) -> Artifacts:
+def artifacts(binary: Binary, cache_dir: Path, flavor: Flavor = DEFAULT, preload: tuple[str, ...] = ()) -> Artifacts:
     """Where the modules of ``binary`` are cached under ``cache_dir``."""
-    return Artifacts(cache_dir / f"python-3.12.0-{cache_key(binary)}")
+    if not flavor.reactor:
+        return Artifacts(cache_dir / f"python-3.12.0-{cache_key(binary)}")
+    stem = f"{flavor.name}-python-{flavor.python_version}"
+    plain_key = _cache.digest(flavor.name, binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, "instrument-1")
+    return Artifacts(
+        cache_dir / f"{stem}-{cache_key(binary, flavor, preload)}", plain_dir=cache_dir / f"{stem}-plain-{plain_key}"
+    )
 
 
-def load_plain(host: Host, binary: Binary, where: Artifacts, progress: Progress) -> Compiled:
+def load_plain(host: Host, binary: Binary, where: Artifacts, progress: Progress, flavor: Flavor = DEFAULT) -> Compiled:
     """The plain module (the binary with its stack pointer and table exported), compiled."""
-    with _cache.locked(where.lock):
+    with _cache.locked(where.plain_lock):
         compiled = host.load_cached(where.plain)
         if compiled is None:
-            progress("compiling the CPython runtime (one time, ~10-30 s)...")
+            if flavor.reactor:
+                progress(f"compiling the {flavor.name} CPython {flavor.python_version} runtime (one time, 1-2 min)...")
+            else:
+                progress("compiling the CPython runtime (one time, ~10-30 s)...")
             compiled = host.compile(_wasm.instrument(binary.data), where.plain)
         return compiled
 
@@ -115,26 +151,57 @@ def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     return EntryPoint(table_index, (entry_id, args_id, 0), mailbox, _guest.MAILBOX_MAGIC), slots
 
 
-def _boot(host: Host, plain: Compiled) -> BootImage:
+def _reactor_entry_point(boot: BootImage) -> EntryPoint:
+    """The mailbox is the MARK whose address the bytearray the bootstrap printed points to."""
+    line = next((ln for ln in boot.stdout.decode(errors="replace").splitlines() if ln.startswith("EXECR-BOOT ")), None)
+    if line is None:
+        raise RuntimeUnavailable(f"snapshot bootstrap printed no address; stderr: {boot.stderr[-2000:]!r}")
+    mailbox_id = int(line.split()[1])
+    image = boot.memory
+    header = image[mailbox_id : mailbox_id + 64]
+    found = []
+    at = image.find(_guest.MAILBOX_MARK)
+    while at != -1:
+        pointer = struct.pack("<I", at)
+        if any(header[i : i + 4] == pointer for i in range(0, len(header) - 3, 4)):
+            found.append(at)
+        at = image.find(_guest.MAILBOX_MARK, at + 1)
+    if len(found) != 1:
+        raise RuntimeUnavailable(f"snapshot: the entry mailbox is not where the bytearray points ({len(found)} found)")
+    return EntryPoint(0, (0, 0, 0), found[0], _guest.MAILBOX_MAGIC, turn=_guest.TURN_ENTRY)
+
+
+def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
     ws = Workspace(root=None, mounts=(), packages=None, files={})
     fd, stdin = tempfile.mkstemp(prefix="execr-boot-stdin-")
     os.close(fd)
     try:
         launch = Launch(
-            preopens=ws.preopens(),
+            preopens=ws.preopens() + flavor.preopens(binary),
             stdin=stdin,
             stdout=Capture(None),
             stderr=Capture(1 << 20),
             limits=Limits(timeout=None, memory_limit=None, fuel=None),
             argv=("python", "-c", _guest.BOOTSTRAP),
         )
+        if flavor.reactor:
+            launch.argv, launch.start = ("python",), ("_initialize",)
+            return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
         return host.boot(plain, launch)
     finally:
         os.unlink(stdin)
         ws.close()
 
 
-def load(host: Host, binary: Binary, where: Artifacts, plain: Callable[[], Compiled], progress: Progress) -> Snapshot:
+def load(
+    host: Host,
+    binary: Binary,
+    where: Artifacts,
+    plain: Callable[[], Compiled],
+    progress: Progress,
+    flavor: Flavor = DEFAULT,
+    preload: tuple[str, ...] = (),
+) -> Snapshot:
     """The snapshot for ``binary``: from the cache, else built now (under the cache lock)."""
     with _cache.locked(where.lock):
         meta = _cache.read_verified(where.meta)
@@ -142,19 +209,29 @@ def load(host: Host, binary: Binary, where: Artifacts, plain: Callable[[], Compi
         if meta is not None and compiled is not None:
             info = json.loads(meta)
             args = tuple(info["args"])
-            entry = EntryPoint(info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"])
+            turn = str(info.get("turn", "")).encode()
+            entry = EntryPoint(
+                info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"], (), turn
+            )
             return Snapshot(compiled, entry, tuple(info["slots"]))
         started = time.monotonic()
-        progress("building the execr snapshot (one time, about a minute on 2 cores)...")
-        progress("  booting CPython with the bootstrap...")
-        boot = _boot(host, plain())
-        entry, slots = _entry_point(boot)
+        if flavor.reactor:
+            progress(f"building the {flavor.name} snapshot (one time, several minutes on 2 cores)...")
+            progress(f"  booting CPython {flavor.python_version}, importing {', '.join(preload) or 'nothing extra'}...")
+            boot = _boot(host, plain(), flavor, binary, preload)
+            entry = _reactor_entry_point(boot)
+            slots = tuple(_find_slot(boot.memory, i) for i in range(SLOTS))
+        else:
+            progress("building the execr snapshot (one time, about a minute on 2 cores)...")
+            progress("  booting CPython with the bootstrap...")
+            boot = _boot(host, plain(), flavor, binary, preload)
+            entry, slots = _entry_point(boot)
         progress(f"  captured {len(boot.memory) >> 20} MiB of memory; rebuilding the module...")
         wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
         host.validate(wasm)
-        progress("  compiling the snapshot module...")
+        progress("  compiling the snapshot module" + (" (the longest step: minutes)..." if flavor.reactor else "..."))
         compiled = host.compile(wasm, where.snapshot)
-        info = dataclasses.asdict(entry) | {"slots": list(slots)}
+        info = dataclasses.asdict(entry) | {"slots": list(slots), "turn": entry.turn.decode()}
         info.pop("patches", None)
         _cache.write_verified(where.meta, json.dumps(info).encode())
         progress(f"snapshot ready in {time.monotonic() - started:.0f} s")

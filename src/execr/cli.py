@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
 from . import __version__
-from ._api import execute
 from ._binary import PYTHON_VERSION
 from ._exceptions import ExecrError, InvalidArgument
+from ._flavors import NAMES
 from ._limits import UNSET
 from ._results import Outcome, Result
 from ._runtime import Runtime
@@ -171,9 +171,33 @@ def _add_run(sub: Any) -> None:
         help="directory of packages, read-only (default $EXECR_PYTHONPATH)",
     )
     out = p.add_argument_group("mode and output")
+    _add_runtime_option(out)
     out.add_argument("--plain", action="store_true", help="take the plain start-up path, not the snapshot")
     out.add_argument("--json", action="store_true", help="print the whole result as JSON instead of the guest's output")
     p.set_defaults(func=_cmd_run, guest_args=True)
+
+
+def _add_runtime_option(p: Any, many: bool = False) -> None:
+    names = ", ".join(NAMES)
+    if many:
+        p.add_argument(
+            "--runtime",
+            dest="runtimes",
+            action="append",
+            choices=NAMES,
+            metavar="NAME",
+            help=f"which CPython to build: {names} (repeatable; default: default)",
+        )
+    else:
+        p.add_argument(
+            "--runtime", choices=NAMES, default=None, metavar="NAME", help=f"which CPython: {names} (default: default)"
+        )
+    p.add_argument(
+        "--preload",
+        metavar="MODULES",
+        default=None,
+        help="modules the scientific snapshot imports, comma-separated (default: numpy,pandas)",
+    )
 
 
 def _read_code(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -244,18 +268,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     files = _read_files(args.file)
     limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, *_ in _LIMIT_OPTIONS}
     stdin = _read_stdin()
-    with Runtime(snapshot=_snapshot_default()) as runtime:
-        result = execute(
+    with Runtime(snapshot=_snapshot_default(), preload=args.preload) as runtime:
+        result = runtime.execute(
             code,
             stdin,
             guest_args,
+            runtime=args.runtime or "default",
             mount_fs=args.mount_fs,
             env=dict(args.env),
             files=files,
             mounts=args.mount,
             pythonpath=args.pythonpath,
             snapshot=not args.plain,
-            runtime=runtime,
             **limits,
         )
     status = exit_status(result)
@@ -288,8 +312,13 @@ def _write(stream: IO[str], data: bytes) -> None:
 
 
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="show versions, hashes and cache paths", description="Show Runtime().info().")
+    p = sub.add_parser(
+        "info",
+        help="show the runtimes, versions, hashes and cache paths",
+        description="Show Runtime().info(): each runtime's Python version, what it can import and its cache state.",
+    )
     p.add_argument("--json", action="store_true", help="print as JSON")
+    _add_runtime_option(p)
     p.set_defaults(func=_cmd_info)
 
 
@@ -305,12 +334,35 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+def _packages_inline(data: dict[str, Any]) -> dict[str, Any]:
+    """``packages`` tables as one 'name version, ...' line (for the text listing)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "packages" and isinstance(value, dict):
+            out[key] = ", ".join(f"{name} {version}" for name, version in value.items()) or "-"
+        elif isinstance(value, dict):
+            out[key] = _packages_inline(value)
+        else:
+            out[key] = value
+    return out
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
-    info = {"execr_version": __version__, **Runtime(snapshot=_snapshot_default()).info()}
+    runtime = Runtime(snapshot=_snapshot_default(), preload=args.preload)
+    if args.runtime is None:
+        info = {"execr_version": __version__, **runtime.info()}
+    else:
+        info = {
+            "execr_version": __version__,
+            "runtime": args.runtime,
+            "wasmtime_version": runtime.info()["wasmtime_version"],
+            "cache_dir": str(runtime.cache_dir),
+            **runtime.runtime_info(args.runtime),
+        }
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        rows = _flatten(info)
+        rows = _flatten(_packages_inline(info))
         width = max(len(key) for key, _ in rows)
         for key, value in rows:
             print(f"{key + ':':<{width + 1}} {value}")
@@ -324,8 +376,12 @@ def _add_warmup(sub: Any) -> None:
     p = sub.add_parser(
         "warmup",
         help="build the compiled module and snapshot now (first build takes a while)",
-        description="Compile the CPython module and build the start-up snapshot into the cache, showing progress.",
+        description=(
+            "Compile the CPython module and build the start-up snapshot into the cache, showing progress. "
+            "The scientific runtime takes several minutes on 2 cores and ~700 MB of cache."
+        ),
     )
+    _add_runtime_option(p, many=True)
     p.set_defaults(func=_cmd_warmup)
 
 
@@ -336,20 +392,25 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
         if os.environ.get("EXECR_QUIET") != "1":
             print(f"execr: [{time.perf_counter() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
-    progress("loading the CPython binary, compiled module and snapshot")
-    with Runtime(snapshot=_snapshot_default(), progress=progress) as runtime:
-        runtime.warmup()
-        info = runtime.info()
-        error = runtime.snapshot_error
+    names = list(dict.fromkeys(args.runtimes or ["default"]))
+    progress(f"loading the CPython binary, compiled module and snapshot ({', '.join(names)})")
+    with Runtime(snapshot=_snapshot_default(), progress=progress, preload=args.preload) as runtime:
+        runtime.warmup(names)
+        infos = {name: runtime.runtime_info(name) for name in names}
+        cache = runtime.cache_dir
     took = time.perf_counter() - started
-    print(f"cache dir:       {info['cache_dir']}")
-    print(f"compiled module: {info['plain_module']['path']}")
-    if not info["snapshot"]["enabled"]:
-        print("snapshot:        disabled (EXECR_SNAPSHOT=0)")
-    elif error:
-        print(f"snapshot:        unavailable ({error}); runs take the plain path")
-    else:
-        print(f"snapshot:        {info['snapshot']['path']}")
+    print(f"cache dir:       {cache}")
+    for name, info in infos.items():
+        if len(infos) > 1 or name != "default":
+            print(f"{name} (Python {info['python_version']}):")
+        print(f"compiled module: {info['plain_module']['path']}")
+        error = info["snapshot"]["error"]
+        if not info["snapshot"]["enabled"]:
+            print("snapshot:        disabled (EXECR_SNAPSHOT=0)")
+        elif error:
+            print(f"snapshot:        unavailable ({error}); runs take the plain path")
+        else:
+            print(f"snapshot:        {info['snapshot']['path']}")
     print(f"ready in {took:.1f}s")
     return 0
 

@@ -84,6 +84,17 @@ class _BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
+def _public_runtime(entry: dict[str, Any]) -> dict[str, Any]:
+    """One runtime's entry of ``Runtime.info()`` without host paths (clients see versions and state)."""
+    keep = ("python_version", "description", "available", "can_import", "packages", "preload", "binary_sha256")
+    out = {key: entry[key] for key in keep if key in entry}
+    if "snapshot" in entry:
+        out["snapshot_cached"] = entry["snapshot"]["cached"]
+    if entry.get("available") is False:
+        out["error"] = "not installed on this server"
+    return out
+
+
 class _State:
     """Everything the app shares between requests."""
 
@@ -172,6 +183,7 @@ class _State:
                 "wasmtime_version": info["wasmtime_version"],
                 "bootstrap_version": info["bootstrap_version"],
                 "snapshot": self.config.snapshot,
+                "runtimes": {name: _public_runtime(entry) for name, entry in info["runtimes"].items()},
             }
             ok = await asyncio.to_thread(self.pool.wait_ready, None)
             if ok:

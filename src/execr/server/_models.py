@@ -55,6 +55,7 @@ class ExecuteRequest(BaseModel):
         default_factory=dict, description="guest path -> text, or {'base64': ...}; written before the run"
     )
     limits: LimitsModel = Field(default_factory=LimitsModel)
+    runtime: StrictStr = Field(default="default", description="which CPython: 'default' or 'scientific'")
 
     @model_validator(mode="before")
     @classmethod

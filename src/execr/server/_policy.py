@@ -49,7 +49,17 @@ def build_request(body: ExecuteRequest, default: Limits, cap: Limits) -> Request
             f"{name}={_show(getattr(limits, name))} exceeds the server's cap of {getattr(cap, name)!r}" for name in over
         )
         raise PolicyError(detail)
-    return make_request(body.code, stdin, body.args, env=body.env, files=files, limits=limits, mounts=(), snapshot=True)
+    return make_request(
+        body.code,
+        stdin,
+        body.args,
+        env=body.env,
+        files=files,
+        limits=limits,
+        mounts=(),
+        snapshot=True,
+        runtime=body.runtime,
+    )
 
 
 def policy_dict(default: Limits, cap: Limits) -> dict[str, Any]:
