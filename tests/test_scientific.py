@@ -16,6 +16,7 @@ import pytest
 import execr
 from execr import _binary, _flavors, _snapshot
 from execr._exceptions import InvalidArgument, RuntimeUnavailable
+from execr._request import make_request
 from execr.cli import main
 
 pytestmark = pytest.mark.guest
@@ -116,6 +117,17 @@ def test_many_runs_pass_the_runtime(scientific: execr.Runtime) -> None:
     assert [r.stdout for r in results] == ["45\n", "12\n"], [r.stderr for r in results]
     bad = execr.execute_many([{"code": "pass", "runtime": "nope"}], workers=1)
     assert "runtime must be one of" in (bad[0].error or "")
+
+
+def test_worker_pool_warms_the_scientific_runtime(scientific: execr.Runtime) -> None:
+    """WorkerPool(runtimes=[...]) loads the scientific runtime in each worker before it is ready."""
+    with pytest.raises(InvalidArgument, match="runtime must be one of"):
+        execr.WorkerPool(1, runtimes=["nope"])
+    with execr.WorkerPool(1, runtimes=["default", "scientific"]) as pool:
+        assert pool.wait_ready(120)
+        request = make_request(NUMPY_LINE, runtime="scientific")
+        result = pool.submit(request).result(60)
+    assert (result.stdout, result.mode) == ("45\n", "snapshot"), result.stderr
 
 
 def test_mount_over_the_stdlib_is_refused(tmp_path: Path) -> None:

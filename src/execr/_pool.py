@@ -22,11 +22,13 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
 from ._exceptions import ExecrError, InvalidArgument, RuntimeClosed
+from ._flavors import flavor
 from ._request import Request
 from ._results import Outcome, Result
 
@@ -51,7 +53,9 @@ def _failure(request: Request | None, outcome: Outcome, error: str, started: flo
 # -- the worker process --
 
 
-def _worker_main(conn: Any, control: Any, snapshot: bool, cache_dir: str | None) -> None:
+def _worker_main(
+    conn: Any, control: Any, snapshot: bool, cache_dir: str | None, runtimes: tuple[str, ...] = ("default",)
+) -> None:
     """Entry point of a worker process: warm up, then run requests until told to stop.
 
     Workers ignore SIGINT and SIGTERM: a signal to the whole process group (Ctrl-C, a
@@ -65,7 +69,7 @@ def _worker_main(conn: Any, control: Any, snapshot: bool, cache_dir: str | None)
 
     try:
         runtime = Runtime(snapshot=snapshot, cache_dir=cache_dir)
-        runtime.warmup()
+        runtime.warmup(runtimes)
     except BaseException as e:  # report why, then exit
         with contextlib.suppress(Exception):
             conn.send(("failed", f"{type(e).__name__}: {e}"))
@@ -114,11 +118,14 @@ def _worker_main(conn: Any, control: Any, snapshot: bool, cache_dir: str | None)
 class _Worker:
     """One worker process and its pipes (owned by one dispatcher thread)."""
 
-    def __init__(self, snapshot: bool, cache_dir: str | None) -> None:
+    def __init__(self, snapshot: bool, cache_dir: str | None, runtimes: tuple[str, ...] = ("default",)) -> None:
         self.conn, child = _CTX.Pipe(duplex=True)
         control_read, self.control = _CTX.Pipe(duplex=False)
         self.proc = _CTX.Process(
-            target=_worker_main, args=(child, control_read, snapshot, cache_dir), name="execr-worker", daemon=True
+            target=_worker_main,
+            args=(child, control_read, snapshot, cache_dir, runtimes),
+            name="execr-worker",
+            daemon=True,
         )
         self.proc.start()
         child.close()
@@ -204,6 +211,7 @@ class WorkerPool:
         snapshot: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
         max_queue: int | None = None,
+        runtimes: Iterable[str] = ("default",),
     ) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
@@ -213,6 +221,9 @@ class WorkerPool:
             raise InvalidArgument(f"max_queue must be a positive int or None; got {max_queue!r}")
         if not isinstance(snapshot, bool):
             raise InvalidArgument(f"snapshot must be a bool; got {type(snapshot).__name__}")
+        self._runtimes = tuple(dict.fromkeys([runtimes] if isinstance(runtimes, str) else runtimes))
+        for name in self._runtimes:
+            flavor(name)
         self.workers = workers
         self.max_queue = max_queue
         self._snapshot = snapshot
@@ -345,7 +356,7 @@ class WorkerPool:
             return cast(_Job, job)
 
     def _start_worker(self) -> tuple[_Worker | None, str | None]:
-        worker = _Worker(self._snapshot, self._cache_dir)
+        worker = _Worker(self._snapshot, self._cache_dir, self._runtimes)
         why = worker.wait_ready(START_TIMEOUT)
         if why is not None:
             worker.kill()

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidArgument
+from .._flavors import NAMES
 from ._config import ServerConfig, key_id, load_api_keys, parse_size
 
 if TYPE_CHECKING:
@@ -145,6 +146,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="at shutdown, seconds in-flight runs may take before pending ones are cancelled (default 10)",
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--runtime",
+        dest="runtimes",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help="runtime the workers load before serving (repeatable; default: default); any runtime can be requested",
+    )
     p.set_defaults(func=_cmd_serve)
     parser: argparse.ArgumentParser = p
     return parser
@@ -174,6 +183,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         grace=args.grace,
         log_level=args.log_level,
+        runtimes=tuple(args.runtimes or ("default",)),
     )
     serve(config)
     return 0

@@ -165,6 +165,7 @@ class _State:
             snapshot=cfg.snapshot,
             cache_dir=cfg.cache_dir,
             max_queue=cfg.max_queue + cfg.worker_count,
+            runtimes=cfg.runtimes,
         )
         asyncio.get_running_loop().create_task(self._warm())
 

@@ -82,6 +82,8 @@ class ServerConfig:
       cap are lowered to the cap).
     - ``max_queue``: runs that may wait for a worker; with ``workers`` running, more are
       refused with 429.
+    - ``runtimes``: the runtimes each worker loads before the server is ready (any runtime
+      can be requested; one not listed is loaded by a worker on its first request).
     - ``grace``: seconds in-flight runs get to finish at shutdown before pending ones are
       cancelled.
     """
@@ -99,6 +101,7 @@ class ServerConfig:
     grace: float = 10.0
     snapshot: bool = True
     cache_dir: str | None = None
+    runtimes: tuple[str, ...] = ("default",)
     log_level: str = "info"
 
     def __post_init__(self) -> None:
