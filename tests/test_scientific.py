@@ -7,6 +7,7 @@ the snapshot's reuse, discovery, and how a missing or altered install is reporte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,16 @@ def test_numpy_and_random_are_reseeded_every_run(scientific: execr.Runtime) -> N
     firsts = {tuple(out.split()[:2]) for out in outs}
     assert len(firsts) == 3, outs
     assert len({out.split()[1] for out in outs}) == 3, outs  # numpy.random's global state in particular
+
+
+def test_guest_reseeds_when_the_host_cannot(scientific: execr.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host writes fresh Mersenne Twister keys into the image; without their addresses the guest reseeds."""
+    built = scientific._built["scientific"]
+    assert built.snap is not None and len(built.snap.rng) == 2  # random's and numpy.random's states
+    monkeypatch.setattr(built, "snap", dataclasses.replace(built.snap, rng=()))
+    code = "import random, numpy as np\nprint(random.random(), np.random.rand())"
+    outs = {scientific.execute(code, runtime="scientific").stdout for _ in range(3)}
+    assert len(outs) == 3, outs
 
 
 def test_snapshot_is_reused_with_packages_preloaded(scientific: execr.Runtime) -> None:

@@ -16,6 +16,7 @@ can take several requests in turn: a request with ``fresh: False`` keeps the pre
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Final
 
@@ -28,6 +29,7 @@ __all__ = [
     "REQUEST_BOX",
     "TURN_ENTRY",
     "bootstrap",
+    "rng_key",
 ]
 
 BOOTSTRAP_VERSION: Final = "7"
@@ -129,7 +131,6 @@ def _make_entry():
                 del sys.path_importer_cache[key]
             if req["cwd"] != os.getcwd():
                 os.chdir(req["cwd"])
-            random.seed()
 %(reseed)s            if req.get("fresh", True):
                 main = types.ModuleType("__main__")
                 main.__file__ = script
@@ -178,13 +179,22 @@ _ABORT: Final = (
     "os.abort()\n"
 )
 #: A reactor's ending: publish the entry as a builtin (each run calls it in a ``turn``) and return.
+#: It also sets both Mersenne Twisters to known keys (``rng_key``) so the host can find their
+#: state in the image and write fresh OS entropy there per run (cheaper than seeding in the guest).
 _PUBLISH: Final = (
-    "import builtins\n"
+    "import builtins, random\n"
     "builtins.__execr_entry__ = _entry\n"
-    'sys.stdout.write("EXECR-BOOT %d\\n" % id(_mailbox))\n'
+    "_key = [(%(mult)d * (_i + 1)) & 0xFFFFFFFF for _i in range(624)]\n"
+    "random.setstate((3, (*_key, 624), None))\n"
+    '_npr = sys.modules.get("numpy.random")\n'
+    "if _npr is not None:\n"
+    '    _npr.set_state(("MT19937", [_k ^ %(xor)d for _k in _key], 624))\n'
+    'sys.stdout.write("EXECR-BOOT %%d %%d\\n" %% (id(_mailbox), _npr is not None))\n'
     "sys.stdout.flush()\n"
-    "del _entry, _mailbox, builtins\n"
+    "del _entry, _mailbox, builtins, _key, _npr\n"
 )
+_MULT: Final = 0x9E3779B1
+_XOR: Final = 0x5A5A5A5A
 #: A reactor's plain path (no snapshot): run the entry at once on request.bin, exit with its status.
 _CALL: Final = (
     "import struct\n"
@@ -192,12 +202,24 @@ _CALL: Final = (
     "_entry()\n"
     'raise SystemExit(struct.unpack_from("<i", _mailbox, 4)[0])\n'
 )
-#: Reseeds numpy's legacy global generator next to ``random`` (when numpy.random is loaded).
-_RESEED_NUMPY: Final = (
-    '            numpy_random = sys.modules.get("numpy.random")\n'
-    "            if numpy_random is not None:\n"
-    "                numpy_random.seed()\n"
+_SEED: Final = "            random.seed()\n"
+#: A reactor reseeds ``random`` and numpy's legacy global generator in the guest only when the
+#: host did not write fresh state into them (``reseed``: the host could not find them).
+_RESEED: Final = (
+    '            if req.get("reseed", True):\n'
+    "                random.seed()\n"
+    '                numpy_random = sys.modules.get("numpy.random")\n'
+    "                if numpy_random is not None:\n"
+    "                    numpy_random.seed()\n"
 )
+
+
+def rng_key(numpy: bool) -> bytes:
+    """The key the reactor bootstrap gives ``random`` (or, ``numpy``, numpy.random's MT19937) at boot."""
+    key = [(_MULT * (i + 1)) & 0xFFFFFFFF for i in range(624)]
+    return struct.pack("<624I", *[k ^ _XOR for k in key] if numpy else key)
+
+
 #: What a reactor's ``turn`` runs to enter one request.
 TURN_ENTRY: Final = b"__execr_entry__()"
 
@@ -213,8 +235,8 @@ def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool 
         "magic": MAILBOX_MAGIC,
         "mark": MAILBOX_MARK,
         "box": REQUEST_BOX,
-        "reseed": _RESEED_NUMPY if reactor else "",
-        "publish": _CALL if call else _PUBLISH if reactor else _ABORT,
+        "reseed": _RESEED if reactor else _SEED,
+        "publish": _CALL if call else (_PUBLISH % {"mult": _MULT, "xor": _XOR}) if reactor else _ABORT,
     }
 
 

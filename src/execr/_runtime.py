@@ -248,10 +248,12 @@ class Runtime:
             )
             code = request.code.encode("utf-8", "surrogatepass")
             if snap is not None:
-                payload = request_payload(request, code, env, path)
+                flags = {"reseed": False} if snap.rng else {}
+                payload = request_payload(request, code, env, path, **flags)
                 big = len(payload) > REQUEST_BOX
                 ws.write_script(code, payload if big else None)
                 patches = [request_patch(snap, None if big else payload)]
+                patches += [(address, os.urandom(624 * 4)) for address in snap.rng]  # fresh random states
                 patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
                 launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
             else:

@@ -48,6 +48,9 @@ class Snapshot:
     compiled: Compiled
     entry: EntryPoint
     slots: tuple[int, ...]  # guest-memory address of each mount slot's path string
+    #: Addresses of Mersenne Twister keys (624 words) the host fills with OS entropy per run;
+    #: empty when the guest must reseed itself.
+    rng: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,12 +154,32 @@ def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     return EntryPoint(table_index, (entry_id, args_id, 0), mailbox, _guest.MAILBOX_MAGIC), slots
 
 
-def _reactor_entry_point(boot: BootImage) -> EntryPoint:
+def _find_key(image: bytes, key: bytes, counter: int) -> int | None:
+    """The one copy of ``key`` whose generator position (624, just before or after it) marks live state."""
+    found = []
+    at = image.find(key)
+    while at != -1:
+        if struct.unpack_from("<i", image, at + counter)[0] == 624:
+            found.append(at)
+        at = image.find(key, at + 1)
+    return found[0] if len(found) == 1 else None
+
+
+def _reactor_rng(image: bytes, numpy_loaded: bool) -> tuple[int, ...]:
+    """Where ``random``'s state (``int index; uint32 state[624]``) and numpy.random's legacy MT19937
+    (``uint32 key[624]; int pos``) live, from the keys the bootstrap set; () if not both found."""
+    keys = [_find_key(image, _guest.rng_key(numpy=False), -4)]
+    if numpy_loaded:
+        keys.append(_find_key(image, _guest.rng_key(numpy=True), 624 * 4))
+    return () if None in keys else tuple(k for k in keys if k is not None)
+
+
+def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     """The mailbox is the MARK whose address the bytearray the bootstrap printed points to."""
     line = next((ln for ln in boot.stdout.decode(errors="replace").splitlines() if ln.startswith("EXECR-BOOT ")), None)
     if line is None:
         raise RuntimeUnavailable(f"snapshot bootstrap printed no address; stderr: {boot.stderr[-2000:]!r}")
-    mailbox_id = int(line.split()[1])
+    mailbox_id, numpy_loaded = (int(x) for x in line.split()[1:3])
     image = boot.memory
     header = image[mailbox_id : mailbox_id + 64]
     found = []
@@ -168,7 +191,8 @@ def _reactor_entry_point(boot: BootImage) -> EntryPoint:
         at = image.find(_guest.MAILBOX_MARK, at + 1)
     if len(found) != 1:
         raise RuntimeUnavailable(f"snapshot: the entry mailbox is not where the bytearray points ({len(found)} found)")
-    return EntryPoint(0, (0, 0, 0), found[0], _guest.MAILBOX_MAGIC, turn=_guest.TURN_ENTRY)
+    entry = EntryPoint(0, (0, 0, 0), found[0], _guest.MAILBOX_MAGIC, turn=_guest.TURN_ENTRY)
+    return entry, _reactor_rng(image, bool(numpy_loaded))
 
 
 def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
@@ -213,26 +237,29 @@ def load(
             entry = EntryPoint(
                 info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"], (), turn
             )
-            return Snapshot(compiled, entry, tuple(info["slots"]))
+            return Snapshot(compiled, entry, tuple(info["slots"]), tuple(info.get("rng", ())))
         started = time.monotonic()
         if flavor.reactor:
             progress(f"building the {flavor.name} snapshot (one time, several minutes on 2 cores)...")
             progress(f"  booting CPython {flavor.python_version}, importing {', '.join(preload) or 'nothing extra'}...")
             boot = _boot(host, plain(), flavor, binary, preload)
-            entry = _reactor_entry_point(boot)
+            entry, rng = _reactor_entry_point(boot)
             slots = tuple(_find_slot(boot.memory, i) for i in range(SLOTS))
+            if not rng:
+                progress("  (random state not found in the image: runs reseed in the guest)")
         else:
             progress("building the execr snapshot (one time, about a minute on 2 cores)...")
             progress("  booting CPython with the bootstrap...")
             boot = _boot(host, plain(), flavor, binary, preload)
             entry, slots = _entry_point(boot)
+            rng = ()
         progress(f"  captured {len(boot.memory) >> 20} MiB of memory; rebuilding the module...")
         wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
         host.validate(wasm)
         progress("  compiling the snapshot module" + (" (the longest step: minutes)..." if flavor.reactor else "..."))
         compiled = host.compile(wasm, where.snapshot)
-        info = dataclasses.asdict(entry) | {"slots": list(slots), "turn": entry.turn.decode()}
+        info = dataclasses.asdict(entry) | {"slots": list(slots), "turn": entry.turn.decode(), "rng": list(rng)}
         info.pop("patches", None)
         _cache.write_verified(where.meta, json.dumps(info).encode())
         progress(f"snapshot ready in {time.monotonic() - started:.0f} s")
-        return Snapshot(compiled, entry, slots)
+        return Snapshot(compiled, entry, slots, rng)
