@@ -48,6 +48,7 @@ class _Built:
     """One flavor's modules, built lazily under its own lock."""
 
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
+    files: Binary | None = None
     plain: _engine.Compiled | None = None
     snap: _snapshot.Snapshot | None = None
     snapshot_error: str | None = None
@@ -90,7 +91,11 @@ class Runtime:
 
     def files(self, runtime: str = "default") -> Binary:
         """The verified files of ``runtime`` (``RuntimeUnavailable`` if missing or not the pinned build)."""
-        return flavor(runtime).load(self._binary_arg, self.cache_dir)
+        spec = flavor(runtime)
+        built = self._built[spec.name]
+        if built.files is None:  # verified once per Runtime (and hashed once per process)
+            built.files = spec.load(self._binary_arg, self.cache_dir)
+        return built.files
 
     @property
     def cache_dir(self) -> Path:
