@@ -98,15 +98,18 @@ def test_result_cache(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install ray)")
-def test_ray_backend():
-    """backend='ray' runs on Ray actors fed from the object store and keeps hostile items isolated."""
+def test_ray_backend(scientific):
+    """backend='ray' runs on Ray actors fed from the object store, keeps hostile items isolated, and
+    ships the scientific runtime's modules when an item asks for it."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         items = [f"print({i} + 1)" for i in range(30)] + [HOSTILE["loop"][0]]
+        items.append({"code": "import numpy as np; print(np.arange(10).sum())", "runtime": "scientific"})
         results = execute_many(items, workers=2, backend="ray", progress=False)
         assert [r.stdout for r in results[:30]] == [f"{i + 1}\n" for i in range(30)]
         assert results[30].outcome is Outcome.TIMED_OUT
+        assert (results[31].stdout, results[31].mode) == ("45\n", "snapshot"), results[31]
     finally:
         ray.shutdown()

@@ -104,20 +104,28 @@ def test_one_instance_takes_several_requests_in_turn(runtime: execr.Runtime) -> 
     assert raw.statuses == (0, 3)
 
 
-def test_large_request_goes_through_a_file(runtime: execr.Runtime) -> None:
+@pytest.mark.parametrize("name", ["default", "scientific"])
+def test_large_request_goes_through_a_file(runtime: execr.Runtime, name: str, request: pytest.FixtureRequest) -> None:
     """Code bigger than the in-memory request box still runs, on both paths, with tracebacks."""
+    if name == "scientific":
+        request.getfixturevalue("scientific")
     filler = "# " + "x" * 100 + "\n"
     code = filler * 4000 + "print('big ok')\nraise ValueError('at the end')\n"
     for snapshot in (True, False):
-        result = runtime.execute(code, snapshot=snapshot)
+        result = runtime.execute(code, snapshot=snapshot, runtime=name)
         assert result.stdout == "big ok\n"
         assert result.exit_code == 1
         assert f'File "{SCRIPT}", line 4002' in result.stderr
         assert "raise ValueError('at the end')" in result.stderr
 
 
-def test_the_same_program_prints_the_same_on_both_paths(runtime: execr.Runtime) -> None:
+@pytest.mark.parametrize("name", ["default", "scientific"])
+def test_the_same_program_prints_the_same_on_both_paths(
+    runtime: execr.Runtime, name: str, request: pytest.FixtureRequest
+) -> None:
     """A program exercising argv, env, stdin, __main__, inspect and exit codes is identical on both paths."""
+    if name == "scientific":
+        request.getfixturevalue("scientific")
     code = textwrap.dedent(
         """
         import inspect, os, sys
@@ -128,7 +136,7 @@ def test_the_same_program_prints_the_same_on_both_paths(runtime: execr.Runtime) 
         sys.exit(4)
         """
     )
-    kw = {"stdin": "in", "args": ["a", "b"], "env": {"K": "V"}}
+    kw = {"stdin": "in", "args": ["a", "b"], "env": {"K": "V"}, "runtime": name}
     snap = runtime.execute(code, **kw)
     plain = runtime.execute(code, snapshot=False, **kw)
     assert (snap.stdout, snap.exit_code, snap.outcome) == (plain.stdout, plain.exit_code, plain.outcome)
