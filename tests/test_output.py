@@ -48,7 +48,6 @@ def test_output_flood_does_not_fill_the_disk() -> None:
     """A guest printing hundreds of MB keeps only its cap: the backing file's blocks stay small."""
     import glob
     import os
-    import tempfile
 
     import execr
 
@@ -56,5 +55,7 @@ def test_output_flood_does_not_fill_the_disk() -> None:
     assert result.outcome == "timed_out"
     assert len(result.stdout_bytes) == 1 << 20
     assert result.stdout_dropped > 50 << 20
-    used = [os.stat(p).st_blocks * 512 for p in glob.glob(os.path.join(tempfile.gettempdir(), "execr-run-*", "stdout"))]
+    from execr._mounts import outputs_dir
+
+    used = [os.stat(p).st_blocks * 512 for p in glob.glob(os.path.join(outputs_dir(), "*.stdout"))]
     assert used and max(used) < 48 << 20, used

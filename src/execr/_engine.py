@@ -13,9 +13,11 @@ absolute sleeps use the same clock. Creating symlinks and hard links is refused.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import importlib.metadata
+import queue
 import struct
 import threading
 import time
@@ -132,6 +134,48 @@ class _Ticker(threading.Thread):
                     self._cond.wait()
             time.sleep(TICK)
             self._engine.increment_epoch()
+
+
+class _Reaper:
+    """Frees finished stores on a background thread, so a run's result returns sooner.
+
+    Freeing an instance's memory takes ~0.3 ms; nothing reads a store after its run.
+    Stores are still released deterministically: the queue is drained at exit, in
+    the main thread if need be, before wasmtime's own threads wind down.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[wt.Store | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.drain)
+
+    def close(self, store: wt.Store) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="execr-reaper", daemon=True)
+                self._thread.start()
+        self._queue.put(store)
+
+    def _loop(self) -> None:
+        while (store := self._queue.get()) is not None:
+            store.close()
+
+    def drain(self) -> None:
+        """Close every pending store now (called at exit)."""
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        while True:
+            try:
+                store = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if store is not None:
+                store.close()
+
+
+_reaper = _Reaper()
 
 
 # --- host functions that replace WASI's ------------------------------------------------
@@ -433,7 +477,7 @@ class Host:
             ticker.leave()
             _local.run = None
             consumed = fuel - store.get_fuel()
-            store.close()  # release WASI streams here, not on a wasmtime thread at exit
+            _reaper.close(store)
         return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code))
 
     @staticmethod

@@ -245,8 +245,8 @@ class Runtime:
             launch = _engine.Launch(
                 preopens=ws.preopens() + spec.preopens(binary),
                 stdin=stdin,
-                stdout=FileCapture(lim.max_stdout, os.path.join(ws.scratch, "stdout")),
-                stderr=FileCapture(lim.max_stderr, os.path.join(ws.scratch, "stderr")),
+                stdout=FileCapture(lim.max_stdout, ws.stdout_path),
+                stderr=FileCapture(lim.max_stderr, ws.stderr_path),
                 limits=lim,
                 watch=self._watch(ws, lim),
                 cancel=cancel,
