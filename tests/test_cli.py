@@ -13,7 +13,8 @@ import pytest
 
 import execr
 from execr import _binary
-from execr.cli import _size, main
+from execr._options import size as _size
+from execr.cli import main
 
 pytestmark = pytest.mark.guest
 

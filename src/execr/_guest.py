@@ -32,7 +32,7 @@ __all__ = [
     "rng_key",
 ]
 
-BOOTSTRAP_VERSION: Final = "7"
+BOOTSTRAP_VERSION: Final = "9"
 #: Bytes of guest memory reserved for a request; larger requests go through a file.
 REQUEST_BOX: Final = 256 * 1024
 MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
@@ -90,6 +90,9 @@ def _make_entry():
     box = bytearray(MAILBOX_MARK + bytes(%(box)d))
     pack_into, unpack_from, loads = struct.pack_into, struct.unpack_from, marshal.loads
     stdlib = tuple(p for p in sys.path if p.startswith("/usr/local/lib"))
+    for key in [k for k in sys.path_importer_cache if not k.startswith(stdlib)]:
+        del sys.path_importer_cache[key]  # finders for the boot's own directories
+    boot_finders = frozenset(sys.path_importer_cache)
 
     def exit_status(exc):
         code = exc.code
@@ -124,11 +127,13 @@ def _make_entry():
             script, source = req["script"], req["code"]
             sys.argv[:] = [script, *req["args"]]
             sys.orig_argv[:] = ["python", script, *req["args"]]
-            os.environ.clear()
+            if os.environ:
+                os.environ.clear()
             os.environ.update(req["env"])
             sys.path[:] = [os.path.dirname(script), *req["path"], *stdlib]
-            for key in [k for k in sys.path_importer_cache if not k.startswith(stdlib)]:
-                del sys.path_importer_cache[key]
+            if len(sys.path_importer_cache) != len(boot_finders):  # a session's earlier request added some
+                for key in [k for k in sys.path_importer_cache if k not in boot_finders]:
+                    del sys.path_importer_cache[key]
             if req["cwd"] != os.getcwd():
                 os.chdir(req["cwd"])
 %(reseed)s            if req.get("fresh", True):
@@ -172,9 +177,12 @@ gc.collect()
 gc.freeze()
 %(publish)s"""
 
-#: The default runtime's ending: print the addresses the host needs and abort (the host captures at the trap).
+#: The default runtime's ending: set ``random`` to a known key (``rng_key``; the host writes fresh
+#: OS entropy over it per run), print the addresses the host needs and abort (captured at the trap).
 _ABORT: Final = (
-    'sys.stdout.write("EXECR-BOOT %d %d %d %d\\n" % (id(_entry), id(()), id(type(_entry)), id(_mailbox)))\n'
+    "import random\n"
+    "random.setstate((3, (*[(%(mult)d * (_i + 1)) & 0xFFFFFFFF for _i in range(624)], 624), None))\n"
+    'sys.stdout.write("EXECR-BOOT %%d %%d %%d %%d\\n" %% (id(_entry), id(()), id(type(_entry)), id(_mailbox)))\n'
     "sys.stdout.flush()\n"
     "os.abort()\n"
 )
@@ -202,9 +210,8 @@ _CALL: Final = (
     "_entry()\n"
     'raise SystemExit(struct.unpack_from("<i", _mailbox, 4)[0])\n'
 )
-_SEED: Final = "            random.seed()\n"
-#: A reactor reseeds ``random`` and numpy's legacy global generator in the guest only when the
-#: host did not write fresh state into them (``reseed``: the host could not find them).
+#: Runs reseed ``random`` (and numpy's legacy global generator) in the guest only when the host
+#: did not write fresh state into them (``reseed``: the host could not find them in the image).
 _RESEED: Final = (
     '            if req.get("reseed", True):\n'
     "                random.seed()\n"
@@ -235,8 +242,8 @@ def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool 
         "magic": MAILBOX_MAGIC,
         "mark": MAILBOX_MARK,
         "box": REQUEST_BOX,
-        "reseed": _RESEED if reactor else _SEED,
-        "publish": _CALL if call else (_PUBLISH % {"mult": _MULT, "xor": _XOR}) if reactor else _ABORT,
+        "reseed": _RESEED,
+        "publish": _CALL if call else (_PUBLISH if reactor else _ABORT) % {"mult": _MULT, "xor": _XOR},
     }
 
 

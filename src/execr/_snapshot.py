@@ -165,7 +165,7 @@ def _find_key(image: bytes, key: bytes, counter: int) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def _reactor_rng(image: bytes, numpy_loaded: bool) -> tuple[int, ...]:
+def _rng_states(image: bytes, numpy_loaded: bool) -> tuple[int, ...]:
     """Where ``random``'s state (``int index; uint32 state[624]``) and numpy.random's legacy MT19937
     (``uint32 key[624]; int pos``) live, from the keys the bootstrap set; () if not both found."""
     keys = [_find_key(image, _guest.rng_key(numpy=False), -4)]
@@ -192,7 +192,7 @@ def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     if len(found) != 1:
         raise RuntimeUnavailable(f"snapshot: the entry mailbox is not where the bytearray points ({len(found)} found)")
     entry = EntryPoint(0, (0, 0, 0), found[0], _guest.MAILBOX_MAGIC, turn=_guest.TURN_ENTRY)
-    return entry, _reactor_rng(image, bool(numpy_loaded))
+    return entry, _rng_states(image, bool(numpy_loaded))
 
 
 def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
@@ -252,7 +252,9 @@ def load(
             progress("  booting CPython with the bootstrap...")
             boot = _boot(host, plain(), flavor, binary, preload)
             entry, slots = _entry_point(boot)
-            rng = ()
+            rng = _rng_states(boot.memory, numpy_loaded=False)
+            if not rng:
+                progress("  (random state not found in the image: runs reseed in the guest)")
         progress(f"  captured {len(boot.memory) >> 20} MiB of memory; rebuilding the module...")
         wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
         host.validate(wasm)

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from ._binary import PYTHON_VERSION
 from ._exceptions import ExecrError, InvalidArgument
 from ._flavors import NAMES
 from ._limits import UNSET
+from ._options import count, seconds, size
 from ._results import Outcome, Result
 from ._runtime import Runtime
 
@@ -35,10 +35,6 @@ __all__ = ["main"]
 EXIT_LIMIT = 1  # a limit, a crash or a cancel ended the run; or execr failed
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-_NONE_WORDS = frozenset({"none", "off", "unlimited"})
-_SIZE = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 class UsageError(Exception):
@@ -50,53 +46,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"execr: error: {message} (see '{self.prog} --help')\n")
-
-
-# -- option value types (they only parse; execr's own validation judges the values) --
-
-
-def _none_or(text: str) -> bool:
-    return text.strip().lower() in _NONE_WORDS
-
-
-def _seconds(text: str) -> float | None:
-    """``--timeout``: seconds (a number) or ``none``."""
-    if _none_or(text):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (e.g. 2.5) or 'none'; got {text!r}") from None
-
-
-def _size(text: str) -> int | None:
-    """A byte size: ``1048576``, ``64K``, ``512M``, ``1G``, ``1.5GiB`` (powers of 1024), or ``none``."""
-    if _none_or(text):
-        return None
-    m = _SIZE.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"expected a size like 65536, 64K, 512M, 1G, or 'none'; got {text!r}")
-    value = float(m["num"]) * _UNITS[m["unit"].lower()]
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number of bytes; got {text!r}")
-    return int(value)
-
-
-def _count(text: str) -> int | None:
-    """A whole number (``1000``, ``1_000``, ``4e8``) or ``none``."""
-    if _none_or(text):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {text!r}")
-    return int(value)
 
 
 def _pair(option: str, sep: str = "=") -> Callable[[str], tuple[str, str]]:
@@ -112,14 +61,14 @@ def _pair(option: str, sep: str = "=") -> Callable[[str], tuple[str, str]]:
 # -- subcommand: run --
 
 _LIMIT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
-    ("--timeout", _seconds, "SECONDS", "wall-clock limit in seconds (default 30)"),
-    ("--memory-limit", _size, "BYTES", "guest linear memory limit, e.g. 256M (default 512M, at most 4G)"),
-    ("--fuel", _count, "N", "wasm instruction budget (default none: measured, not limited)"),
-    ("--max-stdout", _size, "BYTES", "stdout bytes kept; the middle is dropped beyond it (default 1M)"),
-    ("--max-stderr", _size, "BYTES", "stderr bytes kept; the middle is dropped beyond it (default 1M)"),
-    ("--max-file-bytes", _size, "BYTES", "total bytes the guest may write into writable mounts (default 64M)"),
-    ("--max-files", _count, "N", "number of files the guest may create in writable mounts (default 1000)"),
-    ("--max-returned-file-bytes", _size, "BYTES", "content returned per changed file with --json (default 1M)"),
+    ("--timeout", seconds, "SECONDS", "wall-clock limit in seconds (default 30)"),
+    ("--memory-limit", size, "BYTES", "guest linear memory limit, e.g. 256M (default 512M, at most 4G)"),
+    ("--fuel", count, "N", "wasm instruction budget (default none: measured, not limited)"),
+    ("--max-stdout", size, "BYTES", "stdout bytes kept; the middle is dropped beyond it (default 1M)"),
+    ("--max-stderr", size, "BYTES", "stderr bytes kept; the middle is dropped beyond it (default 1M)"),
+    ("--max-file-bytes", size, "BYTES", "total bytes the guest may write into writable mounts (default 64M)"),
+    ("--max-files", count, "N", "number of files the guest may create in writable mounts (default 1000)"),
+    ("--max-returned-file-bytes", size, "BYTES", "content returned per changed file with --json (default 1M)"),
 )
 
 

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidArgument
 from .._flavors import NAMES
-from ._config import ServerConfig, key_id, load_api_keys, parse_size
+from .._options import count, seconds, size
+from ._config import ServerConfig, key_id, load_api_keys
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = ["ServerConfig", "add_serve_parser", "create_app", "key_id", "load_api_keys", "serve"]
-
-_NONE = frozenset({"none", "off", "unlimited"})
 
 
 def _missing_extra(e: ImportError) -> InvalidArgument:
@@ -50,33 +49,6 @@ def serve(config: ServerConfig) -> None:
 # -- the `execr serve` command --
 
 
-def _opt_seconds(text: str) -> float | None:
-    if text.strip().lower() in _NONE:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (e.g. 10) or 'none'; got {text!r}") from None
-
-
-def _opt_size(text: str) -> int | None:
-    if text.strip().lower() in _NONE:
-        return None
-    try:
-        return parse_size(text)
-    except InvalidArgument as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _opt_count(text: str) -> int | None:
-    if text.strip().lower() in _NONE:
-        return None
-    try:
-        return int(float(text)) if float(text).is_integer() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {text!r}") from None
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -98,11 +70,11 @@ def _non_negative(text: str) -> int:
 
 
 _CAP_OPTIONS = (
-    ("--max-timeout", "timeout", _opt_seconds, "SECONDS", "cap on a run's wall-clock timeout"),
-    ("--max-memory", "memory_limit", _opt_size, "BYTES", "cap on a run's memory_limit, e.g. 256M"),
-    ("--max-fuel", "fuel", _opt_count, "N", "cap on a run's fuel (default none: no cap)"),
-    ("--max-stdout", "max_stdout", _opt_size, "BYTES", "cap on max_stdout"),
-    ("--max-stderr", "max_stderr", _opt_size, "BYTES", "cap on max_stderr"),
+    ("--max-timeout", "timeout", seconds, "SECONDS", "cap on a run's wall-clock timeout"),
+    ("--max-memory", "memory_limit", size, "BYTES", "cap on a run's memory_limit, e.g. 256M"),
+    ("--max-fuel", "fuel", count, "N", "cap on a run's fuel (default none: no cap)"),
+    ("--max-stdout", "max_stdout", size, "BYTES", "cap on max_stdout"),
+    ("--max-stderr", "max_stderr", size, "BYTES", "cap on max_stderr"),
 )
 
 
@@ -125,7 +97,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=text)
     p.add_argument(
         "--max-body-bytes",
-        type=_opt_size,
+        type=size,
         default=1024 * 1024,
         metavar="BYTES",
         help="largest request body (default 1M)",

@@ -10,26 +10,16 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .._exceptions import InvalidArgument
 from .._limits import DEFAULT_LIMITS, Limits
+from .._options import parse_size
 
 __all__ = ["ServerConfig", "is_loopback", "key_id", "load_api_keys", "parse_size"]
 
 MiB = 1024 * 1024
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_size(text: str) -> int:
-    """``"512M"``, ``"1GiB"``, ``"65536"`` → bytes (binary units)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise InvalidArgument(f"not a size: {text!r} (use bytes, or a K/M/G suffix such as 512M)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def key_id(key: str) -> str:
