@@ -269,7 +269,7 @@ class Workspace:
                     self._refuse_hard_links(guest, host)
             for path, content in files.items():
                 self._put(path, content)
-            self.before = self.state()
+            self.before, self.base_usage = self._scan(None)
         except BaseException:
             self.close()
             raise
@@ -318,14 +318,22 @@ class Workspace:
             with open(os.path.join(self.control, "request.bin"), "wb") as f:
                 f.write(request)
 
-    def state(self, limit: int | None = None) -> FileState:
-        """(size, mtime_ns, inode) of every regular file in the writable mounts, by guest path."""
+    def _scan(self, limit: int | None) -> tuple[FileState, tuple[int, int]]:
+        """One walk of the writable mounts: ``state()`` and ``usage()`` together."""
         out: FileState = {}
+        entries = size = 0
         for guest, host in self.writable:
             for rel, st in _walk(host, limit):
+                entries += 1
                 if stat.S_ISREG(st.st_mode):
                     out[posixpath.join(guest, rel)] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return out
+                if not stat.S_ISDIR(st.st_mode):
+                    size += st.st_size
+        return out, (entries, size)
+
+    def state(self, limit: int | None = None) -> FileState:
+        """(size, mtime_ns, inode) of every regular file in the writable mounts, by guest path."""
+        return self._scan(limit)[0]
 
     def usage(self, limit: int | None) -> tuple[int, int]:
         """(entries, bytes) now in the writable mounts, counting at most ``limit`` entries.

@@ -317,7 +317,7 @@ class Runtime:
     def _watch(ws: Workspace, lim: Limits) -> Callable[[], str | None] | None:
         if lim.max_files is None and lim.max_file_bytes is None:
             return None
-        base_files, base_bytes = ws.usage(None)
+        base_files, base_bytes = ws.base_usage
         scan_limit = None if lim.max_files is None else base_files + lim.max_files + 1
 
         def watch() -> str | None:
