@@ -7,6 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .._results import Outcome
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they only add noise to scrapes
@@ -31,17 +33,8 @@ class Metrics:
         self.rejected = Counter(
             "execr_rejected_total", "Requests refused before running, by reason", ["reason"], registry=self.registry
         )
-        for outcome in (
-            "completed",
-            "failed",
-            "timed_out",
-            "out_of_fuel",
-            "memory_limit",
-            "file_limit",
-            "crashed",
-            "cancelled",
-        ):
-            self.runs.labels(outcome)
+        for outcome in Outcome:
+            self.runs.labels(outcome.value)
         for reason in ("unauthorized", "invalid", "limit_exceeded", "too_large", "queue_full", "unavailable"):
             self.rejected.labels(reason)
 
