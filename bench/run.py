@@ -472,6 +472,10 @@ def render(res: dict[str, Any]) -> str:
         row("  p99 (ms)", s["p99_ms"], p["p99_ms"], p["p99_ms"] / s["p99_ms"])
         row("  mean (ms)", s["mean_ms"], p["mean_ms"], p["mean_ms"] / s["mean_ms"])
         row("  runs/s, 1 process", s["runs_per_s"], p["runs_per_s"], s["runs_per_s"] / p["runs_per_s"])
+        if key == "hello" and "latency_fresh" in res:
+            fresh = res["latency_fresh"]
+            lines.append("  snapshot column with a new instance per run instead of a recycled one (EXECR_RECYCLE=0):")
+            row("  p50 / p99 (ms)", f"{fresh['p50_ms']:.2f} / {fresh['p99_ms']:.2f}", "")
     tp = res["throughput"]
     ts, tpl = tp["snapshot"], tp["plain"]
     lines.append(f"hello world throughput, {ts['procs']} spawn processes ({ts['seconds']:.0f} s window)")
@@ -553,6 +557,13 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_p99": p["p99_ms"] / s["p99_ms"],
             "ratio_mean": p["mean_ms"] / s["mean_ms"],
         }
+
+    log("latency: hello, a new instance per run (EXECR_RECYCLE=0)")
+    os.environ["EXECR_RECYCLE"] = "0"
+    try:
+        res["latency_fresh"] = latency(snap_rt, HELLO, n_snap, 5, "hello")
+    finally:
+        del os.environ["EXECR_RECYCLE"]
 
     log("seed approach")
     res["seed"] = seed(snap_rt, 5)

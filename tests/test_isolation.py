@@ -6,6 +6,8 @@ import json
 import os
 import pathlib
 import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -274,3 +276,18 @@ for path in ['/rw/dir_link/new.txt', '/rw/dir_link/victim.txt', '/rw/file_link']
     assert [line.split()[0] for line in r.stdout.splitlines()] == ["refused"] * 3, r.stdout
     assert victim.read_text() == "orig"
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+
+
+def test_guest_trap_never_kills_host_after_handlers_replaced():
+    """A guest abort (a wasm trap, raised as SIGILL) stays a CRASHED result even after the host
+    process enabled faulthandler (as Ray and pytest do), which replaces wasmtime's handlers."""
+    script = (
+        "import faulthandler, execr\n"
+        "print(execr.execute('import os; os.abort()').outcome.value)\n"
+        "faulthandler.disable(); faulthandler.enable()\n"
+        "print(execr.execute('import os; os.abort()').outcome.value)\n"
+        "print(execr.execute('print(1)').stdout, end='')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["crashed", "crashed", "1"]

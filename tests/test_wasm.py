@@ -1,8 +1,9 @@
-"""Tests for execr._wasm: section-level reading, instrumenting and rebuilding."""
+"""Tests for execr._wasm: section-level reading, instrumenting, rebuilding and code scanning."""
 
 from __future__ import annotations
 
 import random
+import re
 import struct
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from execr import _wasm
 from execr._wasm import (
+    HEADER,
     PAGE_SIZE,
     SP_EXPORT,
     TABLE_EXPORT,
@@ -23,6 +25,7 @@ from execr._wasm import (
     iter_sections,
     module_info,
     rebuild,
+    table_writes,
 )
 
 BASE_WAT = """
@@ -392,6 +395,160 @@ def test_rebuild_rejects_image_below_min_and_non_i32_global() -> None:
         rebuild(wasm("(module (memory 1) (global i32 (i32.const 0)))"), bytes(PAGE_SIZE), 0)
 
 
+# --- table_writes ------------------------------------------------------------
+
+TABLE_OPS_WAT = """
+(module
+  (type $t (func))
+  (table $tab 4 funcref)
+  (table $tab2 4 funcref)
+  (elem $e func $f)
+  (func $f (drop (table.get $tab (i32.const 0))) (drop (table.size $tab)))
+  (func %s))
+"""
+
+# One function with every kind of immediate (wat2wasm only assembles: features need not validate).
+IMMEDIATES_WAT = """
+(module
+  (type $t (func (param i32) (result i32)))
+  (memory 1) (memory $m2 1)
+  (table $tab 4 funcref)
+  (tag $e (param i32))
+  (data $d "x")
+  (elem $el func $f)
+  (func $f (type $t) local.get 0)
+  (func (param i32 i64) (result i32) (local f32 f64 v128 externref (ref null $t) (ref func))
+    (block $b (result i32)
+      (loop $l (br_table $b $l $b (i32.const 1) (local.get 0))))
+    drop
+    (drop (if (result i64) (local.get 0) (then (i64.const 1)) (else (local.get 1))))
+    (drop (call_indirect $tab (type $t) (i32.const 5) (i32.const 0)))
+    (drop (call $f (i32.const 2)))
+    (i32.store offset=1000000 align=2 (i32.const 0) (i32.load8_u offset=5 (i32.const 3)))
+    (i64.store $m2 offset=70000 (i32.const 0) (i64.const -9223372036854775808))
+    (global.get 0) drop
+    (drop (f32.const 1.5)) (drop (f64.const -2.25)) (drop (i32.const -123456789))
+    (memory.copy (i32.const 0) (i32.const 8) (i32.const 4))
+    (memory.fill (i32.const 0) (i32.const 0) (i32.const 4))
+    (memory.init $d (i32.const 0) (i32.const 0) (i32.const 1)) (data.drop $d) (elem.drop $el)
+    (drop (i32.trunc_sat_f32_s (f32.const 0)))
+    (drop (select (result f64) (f64.const 1) (f64.const 2) (i32.const 0)))
+    (drop (select (result (ref null $t)) (ref.null $t) (ref.null $t) (i32.const 0)))
+    (drop (ref.is_null (ref.func $f)))
+    (drop (i32x4.extract_lane 3 (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15
+      (v128.const i32x4 1 2 3 4) (v128.const i64x2 -1 7))))
+    (drop (v128.load8_lane offset=3 15 (i32.const 0) (v128.const i32x4 0 0 0 0)))
+    (drop (v128.load32_zero (i32.const 0)))
+    (drop (i32x4.add (v128.load (i32.const 0)) (v128.const i32x4 0 0 0 0)))
+    (drop (f32x4.relaxed_madd (v128.const i32x4 0 0 0 0) (v128.const i32x4 0 0 0 0)
+      (v128.const i32x4 0 0 0 0)))
+    (drop (table.size $tab)) (drop (table.get $tab (i32.const 0)))
+    (drop (memory.size $m2)) (drop (memory.grow $m2 (i32.const 0)))
+    (drop (i32.atomic.rmw.add offset=8 (i32.const 0) (i32.const 1)))
+    (drop (memory.atomic.notify (i32.const 0) (i32.const 1)))
+    atomic.fence
+    (block $h (result i32)
+      (try_table (result i32) (catch $e $h) (catch_all $h) (i32.const 1)))
+    drop
+    (block $r (result exnref) (try_table (catch_all_ref $r) (throw $e (i32.const 0))) unreachable)
+    throw_ref))
+"""
+
+
+def code_module(*bodies: bytes) -> bytes:
+    """A module with only a code section: each body gets an empty locals vector."""
+    entries = b"".join(encode_leb(len(body) + 1) + b"\x00" + body for body in bodies)
+    payload = encode_leb(len(bodies)) + entries
+    return HEADER + b"\x0a" + encode_leb(len(payload)) + payload
+
+
+@pytest.fixture(params=["fast", "slow"])
+def scan_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Scan through the regex fast path, or decode every instruction one by one."""
+    if request.param == "slow":
+        monkeypatch.setattr(_wasm, "_HARMLESS", re.compile(b""))
+    return str(request.param)
+
+
+def test_table_writes_false_without_table_ops(scan_path: str) -> None:
+    """No table-changing instruction: False (also without a code section)."""
+    assert table_writes(wasm(BASE_WAT)) is False
+    assert table_writes(wasm(TABLE_OPS_WAT % "")) is False
+    assert table_writes(wasm("(module (memory 1))")) is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "(table.set $tab (i32.const 0) (ref.null func))",
+        "(drop (table.grow $tab (ref.null func) (i32.const 1)))",
+        "(table.fill $tab (i32.const 0) (ref.null func) (i32.const 1))",
+        "(table.copy $tab $tab2 (i32.const 0) (i32.const 1) (i32.const 1))",
+        "(table.init $tab $e (i32.const 0) (i32.const 0) (i32.const 1))",
+    ],
+    ids=["set", "grow", "fill", "copy", "init"],
+)
+def test_table_writes_finds_each_table_op(body: str, scan_path: str) -> None:
+    """table.set, table.grow, table.fill, table.copy and table.init each make it True."""
+    module = wasm(TABLE_OPS_WAT % body)
+    wasmtime.Module.validate(wasmtime.Engine(), module)
+    assert table_writes(module) is True
+
+
+def test_table_writes_skips_every_immediate(scan_path: str) -> None:
+    """Blocks, br_table, call_indirect, memargs, consts, select t, SIMD, atomics, try_table: False."""
+    module = wasm(IMMEDIATES_WAT)
+    assert table_writes(module) is False
+    table_set = bytes.fromhex("4100 d070 2600")  # (table.set 0 (i32.const 0) (ref.null func))
+    assert table_writes(code_module(table_set, b"\x0b")) is True
+
+
+@pytest.mark.parametrize(
+    ("code", "writes"),
+    [
+        (b"\x10\x80\x80\x80\x80\x00\x0b", False),  # call, index padded to 5 bytes
+        (b"\x41\xff\xff\xff\xff\x7f\x1a\x0b", False),  # i32.const -1, padded
+        (b"\x42\x80\x80\x80\x80\x80\x80\x80\x80\x80\x7f\x1a\x0b", False),  # i64.const min
+        (b"\x41\x00\x28\xc0\x80\x80\x80\x00\x01\x80\x80\x80\x80\x00\x1a\x0b", False),  # load, memory 1
+        (b"\x41\x00\xd0\x70\x26\x80\x80\x80\x80\x00\x0b", True),  # table.set, padded index
+        (b"\x41\x00\xd0\x70\x41\x01\xfc\x8f\x00\x00\x1a\x0b", True),  # table.grow, padded sub-opcode
+    ],
+)
+def test_table_writes_long_lebs(code: bytes, writes: bool, scan_path: str) -> None:
+    """Padded and long LEB128 immediates are skipped exactly."""
+    assert table_writes(code_module(code)) is writes
+
+
+@pytest.mark.parametrize(
+    "code",
+    [b"\xfb\x00\x0b", b"\xfc\x12\x0b", b"\xfd\x94\x02\x0b", b"\xfe\x04\x0b", b"\xd3\x0b"],
+    ids=["0xfb", "0xfc-18", "0xfd-0x114", "0xfe-4", "0xd3"],
+)
+def test_table_writes_unknown_opcode_is_none(code: bytes) -> None:
+    """An opcode it cannot decode makes it None, unless another body surely writes a table."""
+    assert table_writes(code_module(b"\x0b", code)) is None
+    assert table_writes(code_module(code, b"\x41\x00\xd0\x70\x26\x00\x0b")) is True
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (code_module(b"\x41\x80"), "truncated LEB128"),
+        (code_module(b"\x44\x00\x00\x00"), "needs 8 bytes"),
+        (code_module(b"\x41\x00"), "does not end with 'end'"),
+        (code_module(b"\x0e\x05\x00\x0b"), "truncated LEB128"),
+        (code_module(b"\x1f\x40\x01\x04\x00\x0b"), "catch kind 4"),
+        (code_module(b"\x0b")[:-1], "truncated section"),
+        (HEADER + b"\x0a\x04\x01\x05\x00\x0b", "malformed code section: .*needs 5 bytes"),
+        (HEADER + b"\x0a\x05\x01\x02\x00\x0b\x0b", "trailing bytes"),
+    ],
+)
+def test_table_writes_malformed_raises(module: bytes, message: str, scan_path: str) -> None:
+    """Truncated immediates and bodies or sizes that do not add up raise ValueError."""
+    with pytest.raises(ValueError, match=message):
+        table_writes(module)
+
+
 # --- the real CPython binary -------------------------------------------------
 
 
@@ -424,3 +581,8 @@ def test_real_cpython_rebuild_validates() -> None:
     info = module_info(out)
     assert (info.memory_min_pages, info.num_data_segments) == (200, 2)
     wasmtime.Module.validate(wasmtime.Engine(), out)
+
+
+def test_real_cpython_has_no_table_writes() -> None:
+    """CPython.wasm never changes its function table from code."""
+    assert table_writes(cpython_bytes()) is False

@@ -5,6 +5,12 @@ epoch interruption on), compiles and caches modules, runs one guest per fresh St
 enforces the limits (fuel, memory, wall clock, watch callbacks), and translates every
 trap, exit and wasmtime error into execr's vocabulary (``Outcome``, exit code, message).
 
+Snapshot runs recycle instances: after a run, the instance's memory is put back to its
+image (``_pagemap``: only the pages the run wrote are touched), its stack pointer is reset
+and its WASI context replaced, so the next run starts exactly as a fresh instance would,
+without the page faults of a new copy-on-write mapping. An instance whose memory grew, or
+any failure to reset, retires it instead. ``EXECR_RECYCLE=0`` turns recycling off.
+
 The wall clock is enforced twice: an epoch ticker thread wakes a per-store callback that
 stops wasm code, and execr's own ``poll_oneoff`` (sleep, select) waits at most until the
 deadline, so blocking calls are cut short too. ``clock_time_get`` is execr's as well, so
@@ -17,10 +23,13 @@ import atexit
 import ctypes
 import dataclasses
 import importlib.metadata
+import os
 import queue
+import signal
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +37,7 @@ from typing import Any
 import wasmtime as wt
 from wasmtime import _bindings as ffi
 
-from . import _cache
+from . import _cache, _pagemap
 from ._exceptions import RuntimeUnavailable
 from ._limits import Limits
 from ._mounts import Preopen
@@ -42,6 +51,8 @@ ENGINE_CONFIG = "fuel+epoch;v1"
 TICK = 0.005  # epoch tick (seconds): the granularity of wall-clock stops
 WATCH_EVERY = 0.02  # how often a run's watch callback (file caps) is polled
 UNLIMITED_FUEL = 1 << 62
+KEEP_RESIDENT = 4 << 20  # private bytes a recycled instance keeps between runs (past that, all are dropped)
+MAX_IDLE = max(2, min(8, os.cpu_count() or 2))  # recycled instances kept per module
 EPERM, EINVAL, EFAULT = 63, 28, 21
 
 _local = threading.local()
@@ -178,6 +189,44 @@ class _Reaper:
 _reaper = _Reaper()
 
 
+# --- trap signal handlers --------------------------------------------------------------
+
+
+class _TrapHandlers:
+    """Keeps wasmtime's trap handlers (SIGSEGV, SIGILL, SIGFPE, SIGBUS) installed.
+
+    wasmtime turns a guest's out-of-bounds access or ``unreachable`` into a trap through
+    these signals, and installs its handlers when the Engine is created. Anything that
+    installs its own later (``faulthandler.enable()``, ``ray.init()``) would make the next
+    guest trap kill the host process instead. Before each run the handlers are checked
+    and, if replaced, put back (a few microseconds; no-op where ``sigaction`` is missing).
+    """
+
+    _SIGNALS = tuple(getattr(signal, n) for n in ("SIGSEGV", "SIGILL", "SIGFPE", "SIGBUS") if hasattr(signal, n))
+    _SIZE = 512  # bytes, more than any libc's struct sigaction
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[int, ctypes.Array[ctypes.c_char], int | None]] = []
+        try:
+            self._sigaction = ctypes.CDLL(None, use_errno=True).sigaction
+        except (OSError, AttributeError):
+            return
+        self._sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        for sig in self._SIGNALS:
+            buf = ctypes.create_string_buffer(self._SIZE)
+            if self._sigaction(sig, None, buf) == 0:
+                self._saved.append((sig, buf, ctypes.c_void_p.from_buffer(buf).value))
+
+    def ensure(self) -> None:
+        """Reinstall any of wasmtime's handlers that something else replaced."""
+        if not self._saved:
+            return
+        now = ctypes.create_string_buffer(self._SIZE)
+        for sig, saved, handler in self._saved:
+            if self._sigaction(sig, None, now) == 0 and ctypes.c_void_p.from_buffer(now).value != handler:
+                self._sigaction(sig, saved, None)
+
+
 # --- host functions that replace WASI's ------------------------------------------------
 
 _CLOCKS: dict[int, Callable[[], int]] = {0: time.time_ns, 1: time.monotonic_ns}
@@ -293,7 +342,7 @@ class Launch:
     """Everything one guest run needs from the host."""
 
     preopens: Sequence[Preopen]
-    stdin: str
+    stdin: str | None  # a host file, or None for an empty stdin
     stdout: Capture | FileCapture
     stderr: Capture | FileCapture
     limits: Limits
@@ -329,8 +378,50 @@ class BootImage:
     stderr: bytes
 
 
+class _Warm:
+    """An instance kept between runs, with what it takes to put it back to its initial state."""
+
+    __slots__ = ("exports", "length", "mem", "restorer", "sp", "sp0", "store")
+
+    def __init__(self, store: wt.Store, exports: Any, mem: wt.Memory) -> None:
+        sp = exports["__execr_sp"]
+        assert isinstance(sp, wt.Global)
+        self.store, self.exports, self.mem, self.sp = store, exports, mem, sp
+        self.sp0 = sp.value(store)
+        self.length = mem.data_len(store)
+        base = ctypes.cast(mem.data_ptr(store), ctypes.c_void_p).value or 0
+        self.restorer = _pagemap.Restorer(base, self.length, KEEP_RESIDENT)
+
+    def reset(self) -> bool:
+        """Put memory, stack pointer and WASI state back as they were at instantiation (False: retire it)."""
+        try:
+            if self.mem.data_len(self.store) != self.length:
+                return False  # memory grew: wasm cannot shrink it
+            self.restorer.reset()
+            self.sp.set_value(self.store, self.sp0)
+            self.store.set_wasi(wt.WasiConfig())  # release the run's files and directories now
+            return True
+        except Exception:  # any doubt: retire the instance, never hand it on
+            return False
+
+    def retire(self) -> None:
+        self.restorer.close()
+        _reaper.close(self.store)
+
+
+def _warm(store: wt.Store, exports: Any, mem: wt.Memory) -> _Warm | None:
+    try:
+        return _Warm(store, exports, mem)
+    except (KeyError, ValueError, OSError):
+        return None
+
+
 class Compiled:
-    """A compiled module ready to instantiate (its InstancePre is linked once)."""
+    """A compiled module ready to instantiate (its InstancePre is linked once).
+
+    ``recycle``: runs through an ``EntryPoint`` may reuse instances (set for snapshots whose
+    only mutable state is linear memory, the stack pointer and WASI; see ``_Warm``).
+    """
 
     def __init__(self, host: Host, module: wt.Module) -> None:
         self.module = module
@@ -338,6 +429,46 @@ class Compiled:
         mem = next(e.type for e in module.exports if e.name == "memory")
         assert isinstance(mem, wt.MemoryType)
         self.min_bytes = mem.limits.min * 65536
+        self.recycle = False
+        self._idle: list[_Warm] = []
+        self._lock = threading.Lock()
+        _compiled.add(self)
+
+    def checkout(self) -> _Warm | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def checkin(self, warm: _Warm) -> None:
+        """Keep ``warm`` for the next run if it resets cleanly and there is room; else retire it."""
+        if warm.reset():
+            with self._lock:
+                if len(self._idle) < MAX_IDLE:
+                    self._idle.append(warm)
+                    return
+        warm.retire()
+
+    def release(self) -> None:
+        """Retire the kept instances (idempotent)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for warm in idle:
+            warm.retire()
+
+
+_compiled: weakref.WeakSet[Compiled] = weakref.WeakSet()
+
+
+def _release_all() -> None:
+    for compiled in list(_compiled):
+        compiled.release()
+
+
+atexit.register(_release_all)  # runs before the reaper's drain (atexit is last-in, first-out)
+
+
+def recycling() -> bool:
+    """Whether snapshot runs reuse instances here (``EXECR_RECYCLE`` is not 0 and the kernel can)."""
+    return os.environ.get("EXECR_RECYCLE", "1") != "0" and _pagemap.available()
 
 
 class Host:
@@ -348,6 +479,7 @@ class Host:
         cfg.consume_fuel = True
         cfg.epoch_interruption = True
         self._engine = wt.Engine(cfg)
+        self._traps = _TrapHandlers()  # the Engine has just installed them
         self._linker = wt.Linker(self._engine)
         self._linker.define_wasi()
         self._linker.allow_shadowing = True
@@ -399,10 +531,18 @@ class Host:
 
     def _store(self, launch: Launch) -> tuple[wt.Store, int]:
         store = wt.Store(self._engine)
+        fuel = self._configure(store, launch)
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
+        return store, fuel
+
+    @staticmethod
+    def _configure(store: wt.Store, launch: Launch) -> int:
+        """Give ``store`` the run's WASI context, fuel, memory limit and epoch deadline; return the fuel."""
         wasi = wt.WasiConfig()
         wasi.argv = list(launch.argv)
         wasi.env = [list(kv) for kv in launch.env]
-        wasi.stdin_file = launch.stdin
+        if launch.stdin is not None:
+            wasi.stdin_file = launch.stdin
         if isinstance(launch.stdout, FileCapture):
             wasi.stdout_file = launch.stdout.path
         else:
@@ -416,21 +556,26 @@ class Host:
         store.set_wasi(wasi)
         fuel = launch.limits.fuel if launch.limits.fuel is not None else UNLIMITED_FUEL
         store.set_fuel(fuel)
-        if launch.limits.memory_limit is not None:
-            store.set_limits(memory_size=launch.limits.memory_limit)
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
+        limit = launch.limits.memory_limit
+        store.set_limits(memory_size=-1 if limit is None else limit)
         store.set_epoch_deadline(1)
-        return store, fuel
+        return fuel
 
     def run(self, compiled: Compiled, launch: Launch) -> RawRun:
-        """Run one guest in a fresh Store and instance; never raises for guest behaviour."""
+        """Run one guest in a fresh (or recycled) instance; never raises for guest behaviour."""
+        self._traps.ensure()
         ticker = self._ensure_ticker()
         deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
         outputs = tuple(
             (n, o) for n, o in (("stdout", launch.stdout), ("stderr", launch.stderr)) if isinstance(o, FileCapture)
         )
         state = _Run(deadline=deadline, watch=launch.watch, cancel=launch.cancel, outputs=outputs)
-        store, fuel = self._store(launch)
+        recycle = launch.entry is not None and compiled.recycle and recycling()
+        warm = compiled.checkout() if recycle else None
+        if warm is not None:
+            store, fuel = warm.store, self._configure(warm.store, launch)
+        else:
+            store, fuel = self._store(launch)
         exit_code: int | None = None
         error: str | None = None
         outcome = Outcome.COMPLETED
@@ -445,10 +590,16 @@ class Host:
                     Outcome.MEMORY_LIMIT,
                     f"memory_limit {limit} is below the runtime's initial memory of {compiled.min_bytes} bytes",
                 )
-            instance = compiled.pre.instantiate(store)
-            exports = instance.exports(store)
-            mem = exports["memory"]
-            assert isinstance(mem, wt.Memory)
+            if warm is not None:
+                exports, mem = warm.exports, warm.mem
+            else:
+                instance = compiled.pre.instantiate(store)
+                exports = instance.exports(store)
+                fresh = exports["memory"]
+                assert isinstance(fresh, wt.Memory)
+                mem = fresh
+                if recycle:
+                    warm = _warm(store, exports, mem)  # before the guest writes anything
             try:
                 if launch.entry is None:
                     exit_code = self._start(store, exports, launch.start)
@@ -477,7 +628,10 @@ class Host:
             ticker.leave()
             _local.run = None
             consumed = fuel - store.get_fuel()
-            _reaper.close(store)
+            if warm is not None:
+                compiled.checkin(warm)
+            else:
+                _reaper.close(store)
         return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code))
 
     @staticmethod
@@ -525,6 +679,7 @@ class Host:
         With ``turns`` (a reactor): call ``launch.start``, run each source in a ``turn`` (each
         must succeed), and capture between turns, where the stack pointer is back at its start.
         """
+        self._traps.ensure()
         store, _fuel = self._store(launch)
         try:
             instance = compiled.pre.instantiate(store)

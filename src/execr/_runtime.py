@@ -301,13 +301,13 @@ class Runtime:
             ws.close()
 
     @staticmethod
-    def _stdin(ws: Workspace, request: Request) -> str:
+    def _stdin(ws: Workspace, request: Request) -> str | None:
         if request.stdio is not None:
             target = request.stdio / "stdin.txt"
             target.write_bytes(request.stdin)
             return str(target)
         if not request.stdin:
-            return os.devnull
+            return None  # WASI's empty stdin: reads see end of file
         name = os.path.join(ws.scratch, "stdin")
         with open(name, "wb") as f:
             f.write(request.stdin)
@@ -342,6 +342,10 @@ class Runtime:
             self._closed = True
             for name in NAMES:
                 with self._built[name].lock:
+                    built = self._built[name]
+                    for compiled in (built.plain, built.snap.compiled if built.snap is not None else None):
+                        if compiled is not None:
+                            compiled.release()
                     self._built[name] = _Built()
 
     def __enter__(self) -> Runtime:

@@ -10,6 +10,10 @@ A reactor flavor (the scientific runtime) boots differently: ``_initialize``, th
 bootstrap (with its pre-imports) in one ``turn``; memory is captured after the turn returns
 and the mailbox is located from the address the bootstrap prints. Each run enters with a
 ``turn`` of ``__execr_entry__()``. Its key also covers the stdlib zip and the preload list.
+
+A snapshot's instances may be recycled between runs (see ``_engine``) when the binary's
+only mutable global is the stack pointer and no function can change a table: then linear
+memory, that global and WASI hold all of an instance's state. Checked once per build.
 """
 
 from __future__ import annotations
@@ -140,6 +144,13 @@ def _find_slot(image: bytes, index: int) -> int:
     raise RuntimeUnavailable(f"snapshot: mount slot {index} not found in the preopen table")
 
 
+def recyclable(module: bytes) -> bool:
+    """Whether instances of ``module``'s snapshot can be reset by restoring memory and the stack pointer."""
+    info = _wasm.module_info(module)
+    mutable = sum(1 for _valtype, is_mutable, _init in info.globals if is_mutable)
+    return info.imported_globals == 0 and mutable == 1 and _wasm.table_writes(module) is False
+
+
 def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     line = next((ln for ln in boot.stdout.decode(errors="replace").splitlines() if ln.startswith("EXECR-BOOT ")), None)
     if line is None:
@@ -237,6 +248,10 @@ def load(
             entry = EntryPoint(
                 info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"], (), turn
             )
+            if "recycle" not in info:  # a cache entry from before the check existed
+                info["recycle"] = recyclable(binary.data)
+                _cache.write_verified(where.meta, json.dumps(info).encode())
+            compiled.recycle = bool(info["recycle"])
             return Snapshot(compiled, entry, tuple(info["slots"]), tuple(info.get("rng", ())))
         started = time.monotonic()
         if flavor.reactor:
@@ -260,7 +275,9 @@ def load(
         host.validate(wasm)
         progress("  compiling the snapshot module" + (" (the longest step: minutes)..." if flavor.reactor else "..."))
         compiled = host.compile(wasm, where.snapshot)
+        compiled.recycle = recyclable(binary.data)
         info = dataclasses.asdict(entry) | {"slots": list(slots), "turn": entry.turn.decode(), "rng": list(rng)}
+        info |= {"recycle": compiled.recycle}
         info.pop("patches", None)
         _cache.write_verified(where.meta, json.dumps(info).encode())
         progress(f"snapshot ready in {time.monotonic() - started:.0f} s")

@@ -2,8 +2,8 @@
 
 A pure-Python, section-level rewriter that turns a booted CPython.wasm into a pre-initialized
 snapshot: :func:`instrument` exports the stack pointer and the function table, :func:`rebuild`
-bakes a memory image and stack pointer back in as active data segments. Malformed input raises
-``ValueError``.
+bakes a memory image and stack pointer back in as active data segments, :func:`table_writes` scans
+function bodies for instructions that can change a table. Malformed input raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MERGE_GAP = 64  # zero runs shorter than this stay inside a data segment
 
 # Section ids, and the order known sections must appear in (custom: anywhere).
 CUSTOM, IMPORT, TABLE, MEMORY, GLOBAL, EXPORT = 0, 2, 4, 5, 6, 7
-DATA, DATACOUNT = 11, 12
+CODE, DATA, DATACOUNT = 10, 11, 12
 _RANK = {s: i for i, s in enumerate((1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11))}
 # Import/export kinds.
 FUNC, TABLE_KIND, MEMORY_KIND, GLOBAL_KIND, TAG = 0, 1, 2, 3, 4
@@ -387,3 +387,125 @@ def rebuild(
     if has_datacount:
         _put(sections, DATACOUNT, encode_leb(count))
     return _assemble(sections)
+
+
+# --- function bodies -----------------------------------------------------------------------------
+
+_NO_IMMEDIATE = frozenset((0x00, 0x01, 0x05, 0x0A, 0x0B, 0x0F, 0x19, 0x1A, 0x1B, 0xD1, *range(0x45, 0xC5)))
+_ONE_INDEX = frozenset((0x07, 0x08, 0x09, 0x0C, 0x0D, 0x10, 0x12, 0x18, *range(0x20, 0x27), 0x3F, 0x40, 0xD2))
+_FC_INDICES = (0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 1, 2, 1, 2, 1, 1, 1)  # per 0xFC sub-opcode
+_TABLE_SET, _FC_TABLE_WRITES = 0x26, frozenset((12, 14, 15, 17))  # table.init/copy/grow/fill
+
+
+# A LEB128 valid for every immediate: up to 4 bytes, or 5 below 2**31 (wasm-ld pads indices to 5).
+_L = rb"(?:[\x00-\x7f]|[\x80-\xff]{1,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x07])"
+_M = rb"(?:[\x00-\x3f]|[\x40-\x7f]" + _L + rb")" + _L  # memarg with a one-byte align
+# Runs of instructions that cannot change a table, in common encodings (L: a LEB128, M: a memarg),
+# at C speed. What it stops at (br_table, try_table, select t*, long LEBs, table writes, unknown or
+# malformed code) _instruction decodes.
+_HARMLESS = re.compile(
+    rb"(?:[\x02-\x04\x06-\x09\x0c\x0d\x10\x12\x18\x20-\x25\x3f-\x42\xd0\xd2]L"
+    rb"|[\x00\x01\x05\x0a\x0b\x0f\x19-\x1b\x45-\xc4\xd1]|[\x28-\x3e]M|[\x11\x13]LL|\x43.{4}|\x44.{8}"
+    rb"|\xfc(?:[\x00-\x07]|[\x09\x0b\x0d\x10]L|[\x08\x0a]LL)|\xfe(?:[\x00-\x02\x10-\x4e]M|\x03.)"
+    rb"|\xfd(?:[\x00-\x0b\x5c\x5d]M|[\x0c\x0d].{16}|[\x15-\x22].|[\x54-\x5b]M.|[\x0e-\x14\x23-\x53\x5e-\x7f]"
+    rb"|[\x80-\xff]\x01|[\x80-\x93]\x02))*+".replace(b"L", _L).replace(b"M", _M),
+    re.DOTALL,
+)
+
+
+def _valtype(r: _Reader) -> None:
+    if r.byte() in (0x63, 0x64):  # (ref null? heaptype)
+        r.u(33, signed=True)
+
+
+def _memarg(r: _Reader) -> None:
+    if r.u() & 0x40:  # align flag: a memory index follows
+        r.u()
+    r.u(64)
+
+
+def _instruction(r: _Reader) -> bool | None:
+    """Skip one instruction: whether it changes a table (``None``: unknown opcode, not skipped)."""
+    op = r.byte()
+    if op in _ONE_INDEX:
+        r.u()
+        return op == _TABLE_SET
+    if op in (0x02, 0x03, 0x04, 0x06, 0xD0):  # blocktype, ref.null heaptype
+        r.u(33, signed=True)
+    elif op in (0x41, 0x42):  # i32.const, i64.const
+        r.u(32 if op == 0x41 else 64, signed=True)
+    elif op in (0x43, 0x44):  # f32.const, f64.const
+        r.skip(4 if op == 0x43 else 8)
+    elif 0x28 <= op <= 0x3E:  # loads and stores
+        _memarg(r)
+    elif op in (0x11, 0x13):  # call_indirect, return_call_indirect: type, table
+        r.u()
+        r.u()
+    elif op == 0x0E:  # br_table: labels, default
+        for _ in range(r.u() + 1):
+            r.u()
+    elif op == 0x1F:  # try_table: blocktype, catch clauses (kind, tag unless a catch_all, label)
+        r.u(33, signed=True)
+        for _ in range(r.u()):
+            if (kind := r.byte()) > 3:
+                raise r.fail(f"unknown catch kind {kind}")
+            for _ in range(2 if kind < 2 else 1):
+                r.u()
+    elif op == 0x1C:  # select t*
+        for _ in range(r.u()):
+            _valtype(r)
+    elif op == 0xFC:
+        if (sub := r.u()) >= len(_FC_INDICES):
+            return None
+        for _ in range(_FC_INDICES[sub]):
+            r.u()
+        return sub in _FC_TABLE_WRITES
+    elif op == 0xFD:  # SIMD
+        if (sub := r.u()) <= 11 or 84 <= sub <= 93:
+            _memarg(r)
+        if sub in (12, 13):  # v128.const, i8x16.shuffle
+            r.skip(16)
+        elif 21 <= sub <= 34 or 84 <= sub <= 91:  # lane index
+            r.skip(1)
+        elif sub > 0x113:
+            return None
+    elif op == 0xFE:  # atomics
+        if (sub := r.u()) == 3:  # atomic.fence
+            r.skip(1)
+        elif sub <= 2 or 0x10 <= sub <= 0x4E:
+            _memarg(r)
+        else:
+            return None
+    elif op not in _NO_IMMEDIATE:
+        return None
+    return False
+
+
+def _function_body(r: _Reader) -> bool | None:
+    """One code section entry: whether its body changes a table (``None``: unknown opcode met)."""
+    size = r.u()
+    start, body = r.pos, r.take(size)
+    b = _Reader(body)
+    try:
+        for _ in range(b.u()):  # local declarations: count, valtype
+            b.u()
+            _valtype(b)
+        while (pos := _HARMLESS.match(body, b.pos).end()) < len(body):  # type: ignore[union-attr]
+            b.pos = pos
+            if (writes := _instruction(b)) is not False:
+                return writes
+        if body[-1] != _END:
+            raise b.fail("function body does not end with 'end'")
+    except ValueError as e:
+        raise ValueError(f"function body at offset {start}: {e}") from None
+    return False
+
+
+def table_writes(module: bytes) -> bool | None:
+    """Whether any function body can change a table.
+
+    ``True`` if the code holds table.set, table.grow, table.fill, table.copy or table.init;
+    ``False`` if none; ``None`` if the scan met an unknown opcode (assume tables can change).
+    """
+    found = _items(_get(_split(module), CODE), "code", _function_body)
+    return True if True in found else None if None in found else False
