@@ -84,3 +84,24 @@ def test_close_cancels_pending_and_refuses_new():
     assert Outcome.CANCELLED in outcomes
     with pytest.raises(RuntimeClosed):
         p.submit(make_request("print(1)"))
+
+
+def test_worker_that_cannot_start_fails_the_item_not_the_pool(monkeypatch):
+    """When no worker process can be started (no fds or processes left), the item gets a CRASHED
+    result naming why instead of hanging, and the pool recovers once workers can start again."""
+    import execr._pool as pool_module
+
+    real = pool_module._Worker
+    broken = {"on": True}
+
+    def worker(*args):
+        if broken["on"]:
+            raise OSError(24, "Too many open files")
+        return real(*args)
+
+    monkeypatch.setattr(pool_module, "_Worker", worker)
+    with WorkerPool(1) as p:
+        r = p.submit(make_request("print(1)")).result(60)
+        assert r.outcome is Outcome.CRASHED and "Too many open files" in (r.error or "")
+        broken["on"] = False
+        assert p.submit(make_request("print(2)")).result(120).stdout == "2\n"

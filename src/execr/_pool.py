@@ -356,7 +356,10 @@ class WorkerPool:
             return cast(_Job, job)
 
     def _start_worker(self) -> tuple[_Worker | None, str | None]:
-        worker = _Worker(self._snapshot, self._cache_dir, self._runtimes)
+        try:
+            worker = _Worker(self._snapshot, self._cache_dir, self._runtimes)
+        except Exception as e:  # e.g. no file descriptors or processes left: fail the job, keep dispatching
+            return None, f"{type(e).__name__}: {e}"
         why = worker.wait_ready(START_TIMEOUT)
         if why is not None:
             worker.kill()
