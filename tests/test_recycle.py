@@ -110,6 +110,7 @@ def test_snapshot_runs_recycle_instances(runtime, name):
     """Recycling is in effect for both runtimes (else the tests below would prove nothing)."""
     snap = runtime._snapshot_module(name)
     assert snap is not None and snap.compiled.recycle
+    assert runtime.runtime_info(name)["snapshot"]["recycled_instances"] is True  # what `execr info` shows
     runtime.execute("pass", runtime=name)
     assert idle(runtime, name) >= 1
     r = runtime.execute("print(6 * 7)", runtime=name)
@@ -178,6 +179,7 @@ def test_recycling_can_be_turned_off(monkeypatch, tmp_path):
         assert rt.execute("print('off')").stdout == "off\n"
         assert rt.execute("print('off')").stdout == "off\n"
         assert idle(rt, "default") == 0
+        assert rt.info()["snapshot"]["recycled_instances"] is False
     finally:
         rt.close()
 

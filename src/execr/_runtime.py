@@ -10,6 +10,7 @@ under its own lock (and a file lock across processes).
 from __future__ import annotations
 
 import dataclasses
+import json
 import marshal
 import os
 import re
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import _engine, _snapshot
+from . import _cache, _engine, _snapshot
 from ._binary import PYTHON_VERSION, Binary, load
 from ._cache import cache_dir
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
@@ -215,8 +216,19 @@ class Runtime:
             "cached": where.snapshot.exists() and where.meta.exists(),
             "enabled": self._use_snapshot,
             "error": built.snapshot_error,
+            "recycled_instances": self._recycles(built, where),
         }
         return out
+
+    @staticmethod
+    def _recycles(built: _Built, where: _snapshot.Artifacts) -> bool | None:
+        """Whether snapshot runs reuse instances here (None: no snapshot built yet to tell)."""
+        if built.snap is not None:
+            verdict: object = built.snap.compiled.recycle
+        else:
+            meta = _cache.read_verified(where.meta)
+            verdict = json.loads(meta).get("recycle") if meta is not None else None
+        return None if verdict is None else bool(verdict) and _engine.recycling()
 
     # -- running --
 
