@@ -398,7 +398,8 @@ class _Warm:
             if self.mem.data_len(self.store) != self.length:
                 return False  # memory grew: wasm cannot shrink it
             self.restorer.reset()
-            self.sp.set_value(self.store, self.sp0)
+            if self.sp.value(self.store) != self.sp0:  # a run that returned has already put it back
+                self.sp.set_value(self.store, self.sp0)
             self.store.set_wasi(wt.WasiConfig())  # release the run's files and directories now
             return True
         except Exception:  # any doubt: retire the instance, never hand it on

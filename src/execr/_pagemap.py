@@ -72,9 +72,11 @@ def _pagemap() -> int:
 
 
 def _scan(start: int, end: int) -> list[tuple[int, int]]:
-    """The ``[start, end)`` spans of private pages (present or swapped, neither file nor zero page)."""
+    """The ``[start, end)`` spans of private pages (present or swapped, neither file nor zero page),
+    as offsets from ``start``."""
     assert _libc is not None
     regions = (_Region * _REGIONS)()
+    words = memoryview(regions).cast("B").cast("Q")  # start, end, categories per region
     arg = _ScanArg(
         size=ctypes.sizeof(_ScanArg),
         start=start,
@@ -85,13 +87,14 @@ def _scan(start: int, end: int) -> list[tuple[int, int]]:
         category_mask=_FILE | _PFNZERO,
         category_anyof_mask=_PRESENT | _SWAPPED,
     )
-    fd, spans = _pagemap(), []
+    fd = _pagemap()
+    spans: list[tuple[int, int]] = []
     while True:
         n = _libc.ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
         if n < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"PAGEMAP_SCAN: {os.strerror(err)}")
-        spans += [(regions[i].start, regions[i].end) for i in range(n)]
+        spans += zip([a - start for a in words[0 : 3 * n : 3]], [b - start for b in words[1 : 3 * n : 3]], strict=True)
         if arg.walk_end >= end:
             return spans
         if arg.walk_end <= arg.start:  # no progress: never report a partial scan as complete
@@ -121,7 +124,7 @@ def available() -> bool:
                 base = ctypes.addressof(view)
                 probe[_PAGE] = 1  # one private page; one page only read (the zero page)
                 _ = probe[2 * _PAGE]
-                ok = _scan(base, base + 4 * _PAGE) == [(base + _PAGE, base + 2 * _PAGE)]
+                ok = _scan(base, base + 4 * _PAGE) == [(_PAGE, 2 * _PAGE)]
                 del view
             finally:
                 probe.close()
@@ -142,25 +145,35 @@ class Restorer:
         if base % _PAGE or length % _PAGE:
             raise ValueError("memory must be page-aligned")
         self.base, self.length, self.keep = base, length, keep
+        self._memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
         self._mirror = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self._mirror_view = ctypes.c_char.from_buffer(self._mirror)
-        self._mirror_base = ctypes.addressof(self._mirror_view)
+        self._copy = memoryview(self._mirror)
         self._known = bytearray(length // _PAGE)  # 1: the mirror holds this page's original bytes
+        self._last: list[tuple[int, int]] = []  # the spans of the last reset (all known since)
         self.resident = 0  # private bytes found by the last reset
 
     def reset(self) -> None:
         """Make every page equal to the image again (raises ``OSError`` if the kernel refuses)."""
-        base, mirror, known = self.base, self._mirror_base, self._known
-        spans = _scan(base, base + self.length)
+        memory, copy = self._memory, self._copy
+        spans = _scan(self.base, self.base + self.length)
         self.resident = sum(end - start for start, end in spans)
         if self.resident > self.keep:
             for start, end in spans:
-                _drop(start, end - start)
+                _drop(self.base + start, end - start)
+            self._last = []
             return
+        if spans != self._last:  # new pages among them: learn their original bytes first
+            self._learn(spans)
+            self._last = spans
+        for start, end in spans:  # steady state: copy every private page back
+            memory[start:end] = copy[start:end]
+
+    def _learn(self, spans: list[tuple[int, int]]) -> None:
+        """Drop the pages of ``spans`` the mirror does not hold yet and read their original bytes."""
+        known = self._known
         for start, end in spans:
-            first, last = (start - base) // _PAGE, (end - base) // _PAGE
-            if known.count(1, first, last) == last - first:  # the common case: one copy back
-                ctypes.memmove(start, mirror + (start - base), end - start)
+            first, last = start // _PAGE, end // _PAGE
+            if known.count(1, first, last) == last - first:
                 continue
             page = first
             while page < last:  # runs of known / unknown pages
@@ -168,16 +181,15 @@ class Restorer:
                 stop = page + 1
                 while stop < last and known[stop] == state:
                     stop += 1
-                at, size = base + page * _PAGE, (stop - page) * _PAGE
-                if state:
-                    ctypes.memmove(at, mirror + page * _PAGE, size)
-                else:
-                    _drop(at, size)  # back to the image (or zeros) ...
-                    ctypes.memmove(mirror + page * _PAGE, at, size)  # ... whose bytes the mirror keeps
+                if not state:
+                    at, to = page * _PAGE, stop * _PAGE
+                    _drop(self.base + at, to - at)  # back to the image (or zeros) ...
+                    self._copy[at:to] = self._memory[at:to]  # ... whose bytes the mirror keeps
                     known[page:stop] = b"\x01" * (stop - page)
                 page = stop
 
     def close(self) -> None:
         """Release the mirror."""
-        del self._mirror_view
+        self._memory.release()
+        self._copy.release()
         self._mirror.close()
