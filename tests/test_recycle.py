@@ -241,3 +241,17 @@ def base_memory_default(runtime: Runtime) -> int:
     snap = runtime._snapshot_module("default")
     assert snap is not None
     return snap.compiled.min_bytes
+
+
+def test_kernel_without_pagemap_scan_gives_new_instances(monkeypatch):
+    """On a kernel without PAGEMAP_SCAN (Linux < 6.7: the ioctl fails) runs work as before, unrecycled."""
+    monkeypatch.setattr(_pagemap, "_PAGEMAP_SCAN", 0xC0606600)  # an ioctl no kernel knows: ENOTTY
+    monkeypatch.setattr(_pagemap, "_probed", None)
+    assert _pagemap.available() is False
+    rt = Runtime()
+    try:
+        assert [rt.execute("print(5)").stdout for _ in range(2)] == ["5\n", "5\n"]
+        assert idle(rt, "default") == 0
+        assert rt.info()["snapshot"]["recycled_instances"] is False
+    finally:
+        rt.close()

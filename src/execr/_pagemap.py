@@ -119,17 +119,17 @@ def available() -> bool:
             libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
             _libc = libc
             probe = mmap.mmap(-1, 4 * _PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            view = ctypes.c_char.from_buffer(probe)
             try:
-                view = ctypes.c_char.from_buffer(probe)
-                base = ctypes.addressof(view)
                 probe[_PAGE] = 1  # one private page; one page only read (the zero page)
                 _ = probe[2 * _PAGE]
+                base = ctypes.addressof(view)
                 ok = _scan(base, base + 4 * _PAGE) == [(_PAGE, 2 * _PAGE)]
-                del view
             finally:
+                del view
                 probe.close()
             _probed = ok
-        except (OSError, AttributeError, ValueError, TypeError):
+        except Exception:  # an older kernel (ENOTTY), no libc, ...: runs use new instances
             _probed = False
     return _probed
 
