@@ -149,6 +149,12 @@ class _Worker:
         self.proc.join(5)
         return f"worker process died during start-up (exit code {self.proc.exitcode})"
 
+    def alive(self) -> bool:
+        """Whether the process still runs. Its sentinel says so reliably, unlike ``is_alive()``:
+        when another thread reaps the child first (``Process.start()`` reaps finished ones),
+        ``waitpid`` fails with ECHILD and ``is_alive()`` answers True for a dead worker."""
+        return not multiprocessing.connection.wait([self.proc.sentinel], 0)
+
     def cancel(self, seq: int) -> None:
         with self.send_lock, contextlib.suppress(OSError, ValueError):
             self.control.send(("cancel", seq))
@@ -307,7 +313,7 @@ class WorkerPool:
                     raise RuntimeClosed("this WorkerPool is closed")
             job = _Job(request, future, next(self._seq))
             self._pending[future] = job
-        self._queue.put(job)
+            self._queue.put(job)  # under the lock: never after close()'s stop markers
         return future
 
     def run(self, request: Request) -> Result:
@@ -387,7 +393,7 @@ class WorkerPool:
                 job = self._take()
                 if job is None:
                     return
-                if worker is None or not worker.proc.is_alive():
+                if worker is None or not worker.alive():
                     if worker is not None:
                         self._drop_worker(worker, kill=False)
                         worker = None
