@@ -432,6 +432,7 @@ class Compiled:
         self.min_bytes = mem.limits.min * 65536
         self.recycle = False
         self._idle: list[_Warm] = []
+        self._released = False
         self._lock = threading.Lock()
         _compiled.add(self)
 
@@ -443,15 +444,15 @@ class Compiled:
         """Keep ``warm`` for the next run if it resets cleanly and there is room; else retire it."""
         if warm.reset():
             with self._lock:
-                if len(self._idle) < MAX_IDLE:
+                if len(self._idle) < MAX_IDLE and not self._released:
                     self._idle.append(warm)
                     return
         warm.retire()
 
     def release(self) -> None:
-        """Retire the kept instances (idempotent)."""
+        """Retire the kept instances and keep none from now on (idempotent)."""
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle, self._released = self._idle, [], True
         for warm in idle:
             warm.retire()
 

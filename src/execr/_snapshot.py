@@ -146,9 +146,13 @@ def _find_slot(image: bytes, index: int) -> int:
 
 def recyclable(module: bytes) -> bool:
     """Whether instances of ``module``'s snapshot can be reset by restoring memory and the stack pointer."""
-    info = _wasm.module_info(module)
+    try:
+        info = _wasm.module_info(module)
+        writes = _wasm.table_writes(module)
+    except ValueError:  # code this scanner cannot read: assume the worst
+        return False
     mutable = sum(1 for _valtype, is_mutable, _init in info.globals if is_mutable)
-    return info.imported_globals == 0 and mutable == 1 and _wasm.table_writes(module) is False
+    return info.imported_globals == 0 and mutable == 1 and writes is False
 
 
 def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
