@@ -37,7 +37,8 @@ os.environ.setdefault("EXECR_QUIET", "1")
 import wasmtime as wt
 
 import execr
-from execr import _engine
+from execr import _sandbox
+from execr._sandbox import _entry, _run
 
 HELLO = 'print("hello")'
 IMPORTS = "import json, re, decimal"
@@ -209,8 +210,10 @@ def throughput(snapshot: bool, procs: int, seconds: float) -> dict[str, Any]:
 def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
     """In a fresh process: RSS after warm-up, per live snapshot instance, and a leak check."""
     os.environ["EXECR_QUIET"] = "1"
+    from execr._guestfs import Caps, GuestFiles
     from execr._mounts import SCRIPT as GUEST_SCRIPT
-    from execr._mounts import Workspace
+    from execr._output import Capture
+    from execr._workspace import Workspace
 
     res: dict[str, Any] = {"rss_start_mb": rss_bytes() / 2**20}
     rt = execr.Runtime()
@@ -232,29 +235,24 @@ def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
     res["leak_kb_per_run"] = (after - before) / n_seq / 1024
 
     # Hold n_live instances of the snapshot module, each in its own Store with the same
-    # 9 preopens a real run gets; first idle (just instantiated), then each having run hello.
+    # 9 preopened trees a real run gets (execr's file layer: one set of host fds per run);
+    # first idle (just instantiated), then each having run hello.
     snap = rt._snapshot_module()
     assert snap is not None, rt.snapshot_error
-    host = _engine.host()
+    host = _sandbox.host()
     ws = Workspace(root=None, mounts=(), packages=None, files={})
     code = HELLO.encode()
     payload = marshal.dumps({"script": GUEST_SCRIPT, "code": code, "args": [], "env": {}, "path": [], "cwd": "/"}, 4)
-    ws.write_script(code)
     patches = ((snap.entry.mailbox + 16, struct.pack("<I", len(payload)) + payload),)
     entry = dataclasses.replace(snap.entry, patches=patches)
-    sink = os.path.join(ws.scratch, "out")
+    sink = Capture(None)
+    files = GuestFiles(ws.trees({"main.py": code}), stdin=b"", stdout=sink, stderr=sink, caps=Caps())
     held: list[tuple[wt.Store, wt.Instance]] = []
 
     def make() -> tuple[wt.Store, wt.Instance]:
         store = wt.Store(host._engine)
-        wasi = wt.WasiConfig()
-        wasi.stdin_file = os.devnull
-        wasi.stdout_file = sink
-        wasi.stderr_file = sink
-        for p in ws.preopens():
-            wasi.preopen_dir(p.host, p.guest, p.writable)
-        store.set_wasi(wasi)
-        store.set_fuel(_engine.UNLIMITED_FUEL)
+        store.set_wasi(wt.WasiConfig())
+        store.set_fuel(_sandbox.UNLIMITED_FUEL)
         store.set_epoch_deadline(1 << 62)
         return store, snap.compiled.pre.instantiate(store)
 
@@ -269,8 +267,9 @@ def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
         for store, inst in held:
             exports = inst.exports(store)
             mem = exports["memory"]
+            _run._local.run = _run._Run(deadline=None, cancel=None, files=files, memory=mem)
             try:
-                status.append(host._enter(store, exports, mem, entry))
+                status.append(_entry.enter(store, exports, mem, entry))
             except wt.ExitTrap as e:
                 status.append(e.code)
         gc.collect()
@@ -283,6 +282,8 @@ def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
         for store, _inst in held:
             store.close()
         held.clear()
+        _run._local.run = None
+        files.close()
         ws.close()
     gc.collect()
 
@@ -364,7 +365,7 @@ def seed_call(plain_cwasm: str, code: str) -> str:
         wasi.stdout_file = os.path.join(tmp, "stdout.txt")
         wasi.stderr_file = os.path.join(tmp, "stderr.txt")
         store.set_wasi(wasi)
-        store.set_fuel(_engine.UNLIMITED_FUEL)
+        store.set_fuel(_sandbox.UNLIMITED_FUEL)
         store.set_epoch_deadline(1 << 62)
         instance = linker.instantiate(store, module)
         start = instance.exports(store)["_start"]

@@ -291,3 +291,75 @@ def test_guest_trap_never_kills_host_after_handlers_replaced():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["crashed", "crashed", "1"]
+
+
+def test_handlers_replaced_during_a_run_do_not_kill_the_host():
+    """Another thread replacing the crash handlers while a guest runs (then traps) leaves the host alive:
+    the epoch ticker puts wasmtime's handlers back within one tick (the documented window)."""
+    script = (
+        "import faulthandler, threading, time, execr\n"
+        "execr.execute('print(1)')\n"
+        "def flip():\n"
+        "    time.sleep(0.2); faulthandler.disable(); faulthandler.enable()\n"
+        "outcomes = []\n"
+        "for _ in range(3):\n"
+        "    t = threading.Thread(target=flip); t.start()\n"
+        "    code = 'import os, time\\nt = time.monotonic()\\nwhile time.monotonic() - t < 0.5: pass\\nos.abort()'\n"
+        "    outcomes.append(execr.execute(code).outcome.value)\n"
+        "    t.join()\n"
+        "print(outcomes)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "['crashed', 'crashed', 'crashed']"
+
+
+def _interrupt(script: str) -> tuple[int, str, str, float]:
+    """Run ``script``; once it prints ``ready``, send SIGINT. (exit code, stdout, stderr, seconds to exit)."""
+    import signal
+    import time
+
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ready" in line, (line, proc.stderr.read() if proc.stderr else "")
+        time.sleep(0.3)  # let the guest start spinning
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        return proc.returncode, out, err, time.monotonic() - sent
+
+
+def test_ctrl_c_stops_the_cli_at_once():
+    """Ctrl-C during a busy guest stops `execr run` within 100 ms (plus process exit), with exit code 130."""
+    script = (
+        "import sys, execr.cli\n"
+        "execr.execute('print(1)')\n"
+        "print('ready', flush=True)\n"
+        "sys.exit(execr.cli.main(['run', '-c', 'while True: pass', '--timeout', '12']))\n"
+    )
+    code, _out, err, took = _interrupt(script)
+    assert code == 130, err
+    assert took < 2.0, took
+
+
+@pytest.mark.parametrize("code", ["while True: pass", "import time\ntime.sleep(30)"], ids=["busy", "sleeping"])
+def test_ctrl_c_raises_keyboard_interrupt_from_the_api(code):
+    """The Python API raises KeyboardInterrupt promptly after cleaning up, for busy and blocked guests alike."""
+    script = (
+        "import execr, time\n"
+        "rt = execr.Runtime(); rt.execute('print(1)')\n"
+        "print('ready', flush=True)\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        f"    rt.execute({code!r}, timeout=20)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', round(time.monotonic() - t, 3), flush=True)\n"
+        "print(rt.execute('print(2)').stdout, end='', flush=True)\n"
+    )
+    status, out, err, took = _interrupt(script)
+    assert status == 0, err
+    assert out.startswith("interrupted") and out.endswith("2\n"), out
+    assert took < 2.0, took

@@ -33,29 +33,11 @@ def test_capture_counts_total() -> None:
     assert capture.value() == (b"abbc", 26)
 
 
-def test_file_capture_keeps_head_and_tail(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A file-backed stream over its cap gives back its head and tail and counts the rest."""
-    from execr._output import FileCapture
-
-    path = tmp_path / "out"
-    path.write_bytes(b"H" * 10 + b"m" * 100 + b"T" * 10)
-    assert FileCapture(20, str(path)).value() == (b"H" * 10 + b"T" * 10, 100)
-    assert FileCapture(None, str(path)).value() == (path.read_bytes(), 0)
-    assert FileCapture(1000, str(path)).value() == (path.read_bytes(), 0)
-
-
-def test_output_flood_does_not_fill_the_disk() -> None:
-    """A guest printing hundreds of MB keeps only its cap: the backing file's blocks stay small."""
-    import glob
-    import os
-
+def test_output_flood_is_held_in_memory_under_its_cap() -> None:
+    """A guest printing hundreds of MB keeps only its cap on the host: head and tail kept, the rest counted."""
     import execr
 
     result = execr.execute("while True: print('x' * 4000)", timeout=2, max_stdout=1 << 20)
     assert result.outcome == "timed_out"
     assert len(result.stdout_bytes) == 1 << 20
     assert result.stdout_dropped > 50 << 20
-    from execr._mounts import outputs_dir
-
-    used = [os.stat(p).st_blocks * 512 for p in glob.glob(os.path.join(outputs_dir(), "*.stdout"))]
-    assert used and max(used) < 48 << 20, used

@@ -16,7 +16,8 @@ import random
 
 import pytest
 
-from execr import Outcome, Runtime, _engine, _pagemap
+from execr import Outcome, Runtime, _sandbox
+from execr._sandbox import _pagemap
 
 pytestmark = pytest.mark.guest
 
@@ -172,7 +173,7 @@ def test_parallel_recycled_runs_stay_apart(runtime):
     with ThreadPoolExecutor(4) as ex:
         results = list(ex.map(lambda i: runtime.execute(code, args=[f"<{i}>"]), range(40)))
     assert [r.stdout for r in results] == [f"<{i}>" * 3 + "\n" for i in range(40)]
-    assert idle(runtime, "default") <= _engine.MAX_IDLE
+    assert idle(runtime, "default") <= _sandbox.MAX_IDLE
 
 
 def test_recycling_can_be_turned_off(monkeypatch, tmp_path):

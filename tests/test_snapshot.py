@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 import execr
-from execr import _engine, _runtime, _snapshot
+from execr import _runtime, _sandbox, _snapshot
 from execr._exceptions import RuntimeUnavailable
+from execr._guestfs import Caps, GuestFiles
 from execr._limits import Limits
-from execr._mounts import SCRIPT, Workspace
+from execr._mounts import SCRIPT
 from execr._output import Capture
 from execr._request import make_request
+from execr._workspace import Workspace
 
 pytestmark = pytest.mark.guest
 
@@ -80,6 +82,7 @@ def test_one_instance_takes_several_requests_in_turn(runtime: execr.Runtime) -> 
     snap = runtime._snapshot_module()
     assert snap is not None
     ws = Workspace(root=None, mounts=(), packages=None, files={})
+    stdout = Capture(None)
     try:
         steps = [("x = 41\nprint('first')", {"final": False}), ("print(x + 1)\nraise SystemExit(3)", {"fresh": False})]
         entries = []
@@ -87,20 +90,15 @@ def test_one_instance_takes_several_requests_in_turn(runtime: execr.Runtime) -> 
             request = make_request(code)
             payload = _runtime.request_payload(request, code.encode(), [], [], **flags)
             entries.append(dataclasses.replace(snap.entry, patches=(_runtime.request_patch(snap, payload),)))
-        ws.write_script(b"")
-        launch = _engine.Launch(
-            preopens=ws.preopens(),
-            stdin=os.devnull,
-            stdout=Capture(None),
-            stderr=Capture(None),
-            limits=Limits(),
-            entry=entries[0],
-            more=entries[1:],
-        )
-        raw = _engine.host().run(snap.compiled, launch)
+        stderr = Capture(None)
+        with GuestFiles(ws.trees({"main.py": b""}), stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
+            launch = _sandbox.Launch(
+                files=files, stdout=stdout, stderr=stderr, limits=Limits(), entry=entries[0], more=entries[1:]
+            )
+            raw = _sandbox.host().run(snap.compiled, launch)
     finally:
         ws.close()
-    assert launch.stdout.value()[0] == b"first\n42\n"
+    assert stdout.value()[0] == b"first\n42\n"
     assert raw.statuses == (0, 3)
 
 

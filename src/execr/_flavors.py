@@ -1,6 +1,6 @@
 """Flavors: the CPython builds execr drives, and the few things that differ between them.
 
-One host (``_engine``), one bootstrap (``_guest``), one snapshot builder (``_snapshot``) and one
+One host (``_sandbox``), one bootstrap (``_guest``), one snapshot builder (``_snapshot``) and one
 ``Runtime`` serve every flavor; a ``Flavor`` only says where its files come from, which Python
 it is, what the guest needs preopened beyond execr's fixed layout, how an instance starts
 (a command's ``_start``, or a reactor's ``_initialize`` then ``run``) and how a snapshot run
@@ -57,7 +57,7 @@ class Flavor:
         which reads the request from ``/__execr__/request.bin`` and sets argv, path and env itself."""
         if self.reactor:
             return ("python", "-c", _guest.bootstrap((), reactor=True, call=True))
-        return ("python", "-B", script, *args)
+        return ("python", "-B", "-c", _guest.PLAIN_MAIN, script, *args)
 
     def load(self, binary: str | os.PathLike[str] | None, cache_dir: Path) -> Binary:
         """The verified files (``binary`` overrides the default flavor's path only)."""

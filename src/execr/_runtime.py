@@ -10,33 +10,39 @@ under its own lock (and a file lock across processes).
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import marshal
 import os
-import re
-import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from . import _cache, _engine, _snapshot
+from . import _cache, _mailbox
 from ._binary import PYTHON_VERSION, Binary, load
 from ._cache import cache_dir
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
 from ._flavors import NAMES, Flavor, flavor, preload_list
-from ._guest import BOOTSTRAP_VERSION, REQUEST_BOX
-from ._limits import Limits
-from ._mounts import PACKAGES, SCRIPT, SLOTS, Workspace
-from ._output import FileCapture
+from ._guest import BOOTSTRAP_VERSION
+from ._guestfs import Caps, GuestFiles, Tree
+from ._limits import UNSET, Unset
+from ._mailbox import REQUEST_BOX
+from ._mounts import PACKAGES, SCRIPT, SLOTS
+from ._output import Capture
 from ._request import Request, make_request
 from ._results import Outcome, Result
+from ._run_options import RunOptions
+from ._workspace import Workspace, check_outputs, write_outputs
+
+if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import execr`` stays cheap
+    from . import _sandbox, _snapshot
 
 __all__ = ["Runtime", "default_runtime"]
 
-_MEMORY_ERROR = re.compile(rb"(^|\n)(MemoryError|Fatal Python error: .*(memory|Memory))")
+STDIO_FILES = ("stdin.txt", "stdout.txt", "stderr.txt")  # what ``stdio=DIR`` receives (the seed's names)
 
 
 def _stderr_progress(message: str) -> None:
@@ -50,7 +56,7 @@ class _Built:
 
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
     files: Binary | None = None
-    plain: _engine.Compiled | None = None
+    plain: _sandbox.Compiled | None = None
     snap: _snapshot.Snapshot | None = None
     snapshot_error: str | None = None
 
@@ -126,21 +132,27 @@ class Runtime:
         return self._preload if spec.reactor else ()
 
     def _artifacts(self, runtime: str = "default") -> _snapshot.Artifacts:
+        from . import _snapshot  # imported on first use: they load wasmtime
+
         spec = flavor(runtime)
         return _snapshot.artifacts(self.files(runtime), self.cache_dir, spec, self._preload_of(spec))
 
-    def _plain_module(self, runtime: str = "default") -> _engine.Compiled:
+    def _plain_module(self, runtime: str = "default") -> _sandbox.Compiled:
+        from . import _sandbox, _snapshot  # imported on first use: they load wasmtime
+
         built = self._built[flavor(runtime).name]
         with built.lock:
             self._check_open()
             if built.plain is None:
                 where = self._artifacts(runtime)
                 built.plain = _snapshot.load_plain(
-                    _engine.host(), self.files(runtime), where, self._progress, flavor(runtime)
+                    _sandbox.host(), self.files(runtime), where, self._progress, flavor(runtime)
                 )
             return built.plain
 
     def _snapshot_module(self, runtime: str = "default") -> _snapshot.Snapshot | None:
+        from . import _sandbox, _snapshot  # imported on first use: they load wasmtime
+
         spec = flavor(runtime)
         built = self._built[spec.name]
         with built.lock:
@@ -149,7 +161,7 @@ class Runtime:
                 binary, where = self.files(runtime), self._artifacts(runtime)  # a bad binary raises here
                 try:
                     built.snap = _snapshot.load(
-                        _engine.host(),
+                        _sandbox.host(),
                         binary,
                         where,
                         lambda: self._plain_module(runtime),
@@ -182,7 +194,7 @@ class Runtime:
             "python_version": PYTHON_VERSION,
             "binary_path": default["binary_path"],
             "binary_sha256": default["binary_sha256"],
-            "wasmtime_version": _engine.WASMTIME_VERSION,
+            "wasmtime_version": importlib.metadata.version("wasmtime"),
             "bootstrap_version": BOOTSTRAP_VERSION,
             "cache_dir": str(self.cache_dir),
             "plain_module": default["plain_module"],
@@ -223,21 +235,38 @@ class Runtime:
     @staticmethod
     def _recycles(built: _Built, where: _snapshot.Artifacts) -> bool | None:
         """Whether snapshot runs reuse instances here (None: no snapshot built yet to tell)."""
+        from . import _sandbox  # imported on first use: they load wasmtime
+
         if built.snap is not None:
             verdict: object = built.snap.compiled.recycle
         else:
             meta = _cache.read_verified(where.meta)
             verdict = json.loads(meta).get("recycle") if meta is not None else None
-        return None if verdict is None else bool(verdict) and _engine.recycling()
+        return None if verdict is None else bool(verdict) and _sandbox.recycling()
 
     # -- running --
 
-    def execute(self, code: str, stdin: str | bytes = "", args: Any = None, **kwargs: Any) -> Result:
+    def execute(
+        self,
+        code: str,
+        stdin: str | bytes = "",
+        args: Sequence[str] | None = None,
+        use_fuel: bool = False,
+        fuel: int | Unset | None = UNSET,
+        mount_fs: str | os.PathLike[str] | None = None,
+        stdio: str | os.PathLike[str] | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Result:
         """Run ``code`` in a fresh sandbox; the arguments are those of ``execr.execute``."""
-        return self.run(make_request(code, stdin, args, **kwargs))
+        request = make_request(
+            code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options
+        )
+        return self.run(request)
 
     def run(self, request: Request, cancel: threading.Event | None = None) -> Result:
         """Run one validated request. Guest failures come back in the Result."""
+        from . import _sandbox  # imported on first use: they load wasmtime
+
         self._check_open()
         started = time.perf_counter()
         spec = flavor(request.runtime)
@@ -245,58 +274,56 @@ class Runtime:
         snap = self._snapshot_module(spec.name) if request.snapshot else None
         compiled = snap.compiled if snap is not None else self._plain_module(spec.name)
         lim = request.limits
+        if request.stdio is not None:
+            check_outputs(request.stdio, STDIO_FILES)  # before the run: a refusal afterwards would lose its result
         ws = Workspace(
             root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
         )
         try:
-            stdin = self._stdin(ws, request)
             env = list(request.env)
             path = [PACKAGES] if request.pythonpath is not None else []
             if path:
                 env.append(("PYTHONPATH", PACKAGES))
-            launch = _engine.Launch(
-                preopens=ws.preopens() + spec.preopens(binary),
-                stdin=stdin,
-                stdout=FileCapture(lim.max_stdout, ws.stdout_path),
-                stderr=FileCapture(lim.max_stderr, ws.stderr_path),
-                limits=lim,
-                watch=self._watch(ws, lim),
-                cancel=cancel,
-            )
             code = request.code.encode("utf-8", "surrogatepass")
+            control = {"main.py": code}
+            patches: list[tuple[int, bytes]] = []
             if snap is not None:
                 flags = {"reseed": False} if snap.rng else {}
                 payload = request_payload(request, code, env, path, **flags)
                 big = len(payload) > REQUEST_BOX
-                ws.write_script(code, payload if big else None)
+                if big:
+                    control["request.bin"] = payload
                 patches = [request_patch(snap, None if big else payload)]
                 patches += [(address, os.urandom(624 * 4)) for address in snap.rng]  # fresh random states
                 patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
-                launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
-            else:
-                ws.write_script(code, request_payload(request, code, env, path) if spec.reactor else None)
-                launch.argv = spec.plain_argv(SCRIPT, request.args)
-                launch.env = env
-                launch.start = spec.start
-            raw = _engine.host().run(compiled, launch)
-            stdout, out_dropped = launch.stdout.value()
-            stderr, err_dropped = launch.stderr.value()
+            elif spec.reactor:
+                control["request.bin"] = request_payload(request, code, env, path)
+            stdout, stderr = Capture(lim.max_stdout), Capture(lim.max_stderr)
+            trees = ws.trees(control) + [Tree(p.guest, p.host, p.writable) for p in spec.preopens(binary)]
+            caps = Caps(lim.max_files, lim.max_file_bytes, lim.max_open_files)
+            with GuestFiles(
+                trees, stdin=request.stdin, stdout=stdout, stderr=stderr, caps=caps, base=ws.base_usage
+            ) as files:
+                launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim, cancel=cancel)
+                if snap is not None:
+                    launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
+                else:
+                    launch.argv = spec.plain_argv(SCRIPT, request.args)
+                    launch.env = env
+                    launch.start = spec.start
+                raw = _sandbox.host().run(compiled, launch)
+            out, out_dropped = stdout.value()
+            err, err_dropped = stderr.value()
             outcome, error = raw.outcome, raw.error
             exit_code = raw.exit_code
-            if outcome in (Outcome.COMPLETED, Outcome.FAILED) and launch.watch is not None:
-                over = launch.watch()  # a last look: a short run may end between two checks
-                if over is not None:
-                    outcome, error = Outcome.FILE_LIMIT, over
-            failed = outcome in (Outcome.FAILED, Outcome.CRASHED)
-            if failed and lim.memory_limit is not None and _MEMORY_ERROR.search(stderr[-4096:]):
-                outcome, error = Outcome.MEMORY_LIMIT, f"memory_limit of {lim.memory_limit} bytes reached"
-            files = ws.changed(lim.max_returned_file_bytes, None if lim.max_files is None else lim.max_files + 100)
+            files_out, problem = ws.changed(lim.max_returned_file_bytes)
+            if problem is not None and outcome in (Outcome.COMPLETED, Outcome.FAILED):
+                outcome, error = Outcome.FILE_LIMIT, problem
             if request.stdio is not None:
-                (request.stdio / "stdout.txt").write_bytes(stdout)
-                (request.stdio / "stderr.txt").write_bytes(stderr)
+                write_outputs(request.stdio, dict(zip(STDIO_FILES, (request.stdin, out, err), strict=True)))
             return Result.build(
-                stdout=stdout,
-                stderr=stderr,
+                stdout=out,
+                stderr=err,
                 stdout_dropped=out_dropped,
                 stderr_dropped=err_dropped,
                 fuel_consumed=raw.fuel_consumed,
@@ -305,42 +332,12 @@ class Runtime:
                 outcome=outcome,
                 exit_code=exit_code,
                 duration=time.perf_counter() - started,
-                files=files,
+                files=files_out,
                 error=error,
                 mode="snapshot" if snap is not None else "plain",
             )
         finally:
             ws.close()
-
-    @staticmethod
-    def _stdin(ws: Workspace, request: Request) -> str | None:
-        if request.stdio is not None:
-            target = request.stdio / "stdin.txt"
-            target.write_bytes(request.stdin)
-            return str(target)
-        if not request.stdin:
-            return None  # WASI's empty stdin: reads see end of file
-        name = os.path.join(ws.scratch, "stdin")
-        with open(name, "wb") as f:
-            f.write(request.stdin)
-        return name
-
-    @staticmethod
-    def _watch(ws: Workspace, lim: Limits) -> Callable[[], str | None] | None:
-        if lim.max_files is None and lim.max_file_bytes is None:
-            return None
-        base_files, base_bytes = ws.base_usage
-        scan_limit = None if lim.max_files is None else base_files + lim.max_files + 1
-
-        def watch() -> str | None:
-            files, size = ws.usage(scan_limit)
-            if lim.max_files is not None and files - base_files > lim.max_files:
-                return f"max_files limit of {lim.max_files} files and directories reached"
-            if lim.max_file_bytes is not None and size - base_bytes > lim.max_file_bytes:
-                return f"max_file_bytes limit of {lim.max_file_bytes} bytes reached"
-            return None
-
-        return watch
 
     # -- lifecycle --
 
@@ -375,8 +372,8 @@ def request_payload(request: Request, code: bytes, env: list[tuple[str, str]], p
 
 def request_patch(snap: _snapshot.Snapshot, payload: bytes | None) -> tuple[int, bytes]:
     """The guest-memory write that hands ``payload`` to the entry (``None``: read request.bin)."""
-    box = struct.pack("<I", 0xFFFFFFFF) if payload is None else struct.pack("<I", len(payload)) + payload
-    return snap.entry.mailbox + 16, box
+    offset, data = _mailbox.request(payload)
+    return snap.entry.mailbox + offset, data
 
 
 _default: Runtime | None = None

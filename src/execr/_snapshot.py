@@ -11,7 +11,7 @@ bootstrap (with its pre-imports) in one ``turn``; memory is captured after the t
 and the mailbox is located from the address the bootstrap prints. Each run enters with a
 ``turn`` of ``__execr_entry__()``. Its key also covers the stdlib zip and the preload list.
 
-A snapshot's instances may be recycled between runs (see ``_engine``) when the binary's
+A snapshot's instances may be recycled between runs (see ``_sandbox``) when the binary's
 only mutable global is the stack pointer and no function can change a table: then linear
 memory, that global and WASI hold all of an instance's state. Checked once per build.
 """
@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import _cache, _guest, _wasm
 from ._binary import Binary
-from ._engine import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
 from ._exceptions import RuntimeUnavailable
 from ._flavors import DEFAULT, Flavor
+from ._guestfs import Caps, GuestFiles, Tree
 from ._limits import Limits
-from ._mounts import SLOTS, Workspace, slot_placeholder
+from ._mounts import SLOTS, slot_placeholder
 from ._output import Capture
+from ._sandbox import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
+from ._workspace import Workspace
 
 __all__ = ["Artifacts", "Snapshot", "artifacts", "cache_key", "load", "load_plain"]
 
@@ -93,7 +93,13 @@ def cache_key(binary: Binary, flavor: Flavor = DEFAULT, preload: tuple[str, ...]
     """Everything a cached module depends on."""
     if not flavor.reactor:
         return _cache.digest(
-            binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, _guest.BOOTSTRAP_VERSION, _guest.BOOTSTRAP, str(SLOTS)
+            binary.sha256,
+            WASMTIME_VERSION,
+            ENGINE_CONFIG,
+            f"instrument-{_wasm.INSTRUMENT_VERSION}",
+            _guest.BOOTSTRAP_VERSION,
+            _guest.BOOTSTRAP,
+            str(SLOTS),
         )
     return _cache.digest(
         flavor.name,
@@ -101,6 +107,7 @@ def cache_key(binary: Binary, flavor: Flavor = DEFAULT, preload: tuple[str, ...]
         binary.stdlib_sha256 or "",
         WASMTIME_VERSION,
         ENGINE_CONFIG,
+        f"instrument-{_wasm.INSTRUMENT_VERSION}",
         _guest.BOOTSTRAP_VERSION,
         flavor.bootstrap(preload),
         str(SLOTS),
@@ -113,7 +120,9 @@ def artifacts(binary: Binary, cache_dir: Path, flavor: Flavor = DEFAULT, preload
     if not flavor.reactor:
         return Artifacts(cache_dir / f"python-3.12.0-{cache_key(binary)}")
     stem = f"{flavor.name}-python-{flavor.python_version}"
-    plain_key = _cache.digest(flavor.name, binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, "instrument-1")
+    plain_key = _cache.digest(
+        flavor.name, binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, f"instrument-{_wasm.INSTRUMENT_VERSION}"
+    )
     return Artifacts(
         cache_dir / f"{stem}-{cache_key(binary, flavor, preload)}", plain_dir=cache_dir / f"{stem}-plain-{plain_key}"
     )
@@ -212,24 +221,50 @@ def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
 
 def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
     ws = Workspace(root=None, mounts=(), packages=None, files={})
-    fd, stdin = tempfile.mkstemp(prefix="execr-boot-stdin-")
-    os.close(fd)
+    stdout, stderr = Capture(None), Capture(1 << 20)
+    trees = ws.trees({}) + [Tree(p.guest, p.host, p.writable) for p in flavor.preopens(binary)]
     try:
-        launch = Launch(
-            preopens=ws.preopens() + flavor.preopens(binary),
-            stdin=stdin,
-            stdout=Capture(None),
-            stderr=Capture(1 << 20),
-            limits=Limits(timeout=None, memory_limit=None, fuel=None),
-            argv=("python", "-c", _guest.BOOTSTRAP),
-        )
-        if flavor.reactor:
-            launch.argv, launch.start = ("python",), ("_initialize",)
-            return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
-        return host.boot(plain, launch)
+        with GuestFiles(trees, stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
+            launch = Launch(
+                files=files,
+                stdout=stdout,
+                stderr=stderr,
+                limits=Limits(timeout=None, memory_limit=None, fuel=None),
+                argv=("python", "-c", _guest.BOOTSTRAP),
+            )
+            if flavor.reactor:
+                launch.argv, launch.start = ("python",), ("_initialize",)
+                return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
+            return host.boot(plain, launch)
     finally:
-        os.unlink(stdin)
         ws.close()
+
+
+def _from_cache(host: Host, binary: Binary, where: Artifacts) -> Snapshot | None:
+    """The cached snapshot, or None when absent or unusable (then it is rebuilt; a bad entry is logged)."""
+    meta = _cache.read_verified(where.meta)
+    compiled = host.load_cached(where.snapshot) if meta is not None else None
+    if meta is None or compiled is None:
+        return None
+    try:
+        info = json.loads(meta)
+        args = tuple(int(a) for a in info["args"])
+        turn = str(info.get("turn", "")).encode()
+        entry = EntryPoint(
+            int(info["table_index"]), (args[0], args[1], args[2]), int(info["mailbox"]), int(info["magic"]), (), turn
+        )
+        slots = tuple(int(a) for a in info["slots"])
+        rng = tuple(int(a) for a in info.get("rng", ()))
+        if len(slots) != SLOTS:
+            raise ValueError(f"{len(slots)} mount slots, expected {SLOTS}")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        _cache.log.warning("execr: the snapshot metadata %s is unusable (%s); rebuilding the snapshot", where.meta, e)
+        return None
+    if "recycle" not in info:  # a cache entry from before the check existed
+        info["recycle"] = recyclable(binary.data)
+        _cache.write_verified(where.meta, json.dumps(info).encode())
+    compiled.recycle = bool(info["recycle"])
+    return Snapshot(compiled, entry, slots, rng)
 
 
 def load(
@@ -243,20 +278,9 @@ def load(
 ) -> Snapshot:
     """The snapshot for ``binary``: from the cache, else built now (under the cache lock)."""
     with _cache.locked(where.lock):
-        meta = _cache.read_verified(where.meta)
-        compiled = host.load_cached(where.snapshot) if meta is not None else None
-        if meta is not None and compiled is not None:
-            info = json.loads(meta)
-            args = tuple(info["args"])
-            turn = str(info.get("turn", "")).encode()
-            entry = EntryPoint(
-                info["table_index"], (args[0], args[1], args[2]), info["mailbox"], info["magic"], (), turn
-            )
-            if "recycle" not in info:  # a cache entry from before the check existed
-                info["recycle"] = recyclable(binary.data)
-                _cache.write_verified(where.meta, json.dumps(info).encode())
-            compiled.recycle = bool(info["recycle"])
-            return Snapshot(compiled, entry, tuple(info["slots"]), tuple(info.get("rng", ())))
+        cached = _from_cache(host, binary, where)
+        if cached is not None:
+            return cached
         started = time.monotonic()
         if flavor.reactor:
             progress(f"building the {flavor.name} snapshot (one time, several minutes on 2 cores)...")

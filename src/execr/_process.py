@@ -1,0 +1,63 @@
+"""Process: the one owner of execr's process-wide state and of the order it is torn down at exit.
+
+Process-wide state (each created lazily, on first use, by the module named):
+
+- the wasmtime Engine, Linker and epoch ticker (``_sandbox.host()``), its store reaper and
+  the trap-handler guard (``_sandbox``);
+- the recycled instances of each compiled module (``_sandbox._recycle``);
+- the default ``Runtime`` behind ``execute()`` (``_runtime.default_runtime()``);
+- worker pools (``_parallel``), run roots kept for reuse and the trash thread (``_workspace``);
+- the process-wide descriptor budget of guests (``_guestfs.HOST_FDS``).
+
+Teardown is one ``atexit`` hook that runs the registered steps phase by phase, in this
+order, whatever the import order was:
+
+1. ``RUNS``: pools cancel what is queued and stop and reap their workers;
+2. ``INSTANCES``: recycled instances are retired (their stores go to the reaper);
+3. ``STORES``: the reaper frees every store, before wasmtime's own threads wind down
+   (freeing them later made wasmtime panic at exit);
+4. ``FILES``: run roots and the trash are removed.
+
+A failing step never stops the others.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import enum
+import threading
+from collections.abc import Callable
+
+__all__ = ["Phase", "at_exit"]
+
+
+class Phase(enum.IntEnum):
+    """Teardown phases, in the order they run."""
+
+    RUNS = 1
+    INSTANCES = 2
+    STORES = 3
+    FILES = 4
+
+
+_steps: dict[Phase, list[Callable[[], object]]] = {phase: [] for phase in Phase}
+_lock = threading.Lock()
+
+
+def at_exit(phase: Phase, step: Callable[[], object]) -> None:
+    """Run ``step`` at interpreter exit, in ``phase`` (steps of one phase run in registration order)."""
+    with _lock:
+        _steps[phase].append(step)
+
+
+def _teardown() -> None:
+    for phase in Phase:
+        with _lock:
+            steps = list(_steps[phase])
+        for step in steps:
+            with contextlib.suppress(Exception):
+                step()
+
+
+atexit.register(_teardown)

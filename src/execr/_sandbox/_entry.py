@@ -1,0 +1,55 @@
+"""Entering a guest: ``_start`` (plain path), a reactor's ``turn``, or the snapshot's Python entry function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import wasmtime as wt
+
+from .. import _mailbox
+
+if TYPE_CHECKING:
+    from ._host import EntryPoint
+
+__all__ = ["enter", "start", "turn"]
+
+
+def start(store: wt.Store, exports: Any, names: Sequence[str]) -> int:
+    """Call ``names`` in order; the exit status is the last one's i32 result (0 without one)."""
+    result: object = None
+    for name in names:
+        func = exports[name]
+        assert isinstance(func, wt.Func)
+        result = func(store)
+    return result & 0xFF if isinstance(result, int) else 0
+
+
+def turn(store: wt.Store, exports: Any, mem: wt.Memory, source: bytes) -> int:
+    """Run ``source`` in a reactor's ``turn`` (0 ok, 1 uncaught exception, n: ``sys.exit(n)``)."""
+    alloc, turn = exports["host_alloc"], exports["turn"]
+    assert isinstance(alloc, wt.Func) and isinstance(turn, wt.Func)
+    ptr = alloc(store, len(source))
+    assert isinstance(ptr, int)
+    if ptr == 0:
+        raise wt.Trap("execr: host_alloc failed: out of guest memory")
+    mem.write(store, source, ptr)
+    status = turn(store, ptr, len(source))
+    assert isinstance(status, int)
+    return status
+
+
+def enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
+    """Write the request into guest memory, call the entry, and read its exit status (None: it did not finish)."""
+    for addr, data in entry.patches:
+        mem.write(store, data, addr)
+    if entry.turn:
+        turn(store, exports, mem, entry.turn)
+    else:
+        table = exports["__execr_table"]
+        assert isinstance(table, wt.Table)
+        func = table.get(store, entry.table_index)
+        assert isinstance(func, wt.Func)
+        func(store, *entry.args)
+    status = _mailbox.status(bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
+    return None if status is None else status & 0xFF

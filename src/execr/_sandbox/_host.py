@@ -1,0 +1,285 @@
+"""Host: the process-wide Engine and Linker; compiling, running and booting guests."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import wasmtime as wt
+from wasmtime import _bindings as ffi
+
+from .. import _cache, _guestfs
+from .._exceptions import RuntimeUnavailable
+from .._limits import Limits
+from .._output import Capture
+from .._results import Outcome
+from .._verdict import Evidence, Trap, verdict
+from .._wasm import GROW_FAILURES_EXPORT
+from ._boot import BootImage, boot
+from ._consts import UNLIMITED_FUEL
+from ._entry import enter, start
+from ._recycle import Compiled, _warm, recycling
+from ._run import _NO_FINALIZER, _ON_EPOCH, _catch_sigint, _local, _Run
+from ._signals import _TrapHandlers
+from ._threads import _reaper, _Ticker
+from ._wasi import _I32, _OVERRIDES, _no_host_tools
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryPoint:
+    """How to call the Python entry function inside a snapshot instance."""
+
+    table_index: int
+    args: tuple[int, int, int]
+    mailbox: int
+    magic: int
+    patches: tuple[tuple[int, bytes], ...] = ()
+    #: A reactor's entry: source run by ``turn`` (written to ``host_alloc`` memory) instead of a table call.
+    turn: bytes = b""
+
+
+@dataclasses.dataclass
+class Launch:
+    """Everything one guest run needs from the host."""
+
+    files: _guestfs.GuestFiles  # the guest's descriptors: stdio, preopens, everything it opens
+    stdout: Capture  # the sinks behind fds 1 and 2 (also given to ``files``)
+    stderr: Capture
+    limits: Limits
+    argv: Sequence[str] = ("python",)
+    start: Sequence[str] = ("_start",)  # the exports a plain run (or a reactor boot) calls, in order
+    env: Sequence[tuple[str, str]] = ()
+    entry: EntryPoint | None = None
+    more: Sequence[EntryPoint] = ()  # further requests for the same instance, in turn
+    cancel: threading.Event | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RawRun:
+    """What the engine observed: the outcome and the numbers, before outputs are attached."""
+
+    outcome: Outcome
+    exit_code: int | None
+    error: str | None
+    fuel_consumed: int
+    memory: int
+    data_len: int
+    statuses: tuple[int | None, ...] = ()
+    evidence: Evidence = dataclasses.field(default_factory=Evidence)
+
+
+class Host:
+    """The process-wide wasmtime Engine, Linker and epoch ticker (thread-safe)."""
+
+    def __init__(self) -> None:
+        cfg = wt.Config()
+        cfg.consume_fuel = True
+        cfg.epoch_interruption = True
+        self._engine = wt.Engine(cfg)
+        self._traps = _TrapHandlers()  # the Engine has just installed them
+        self._linker = wt.Linker(self._engine)
+        self._linker.define_wasi()
+        self._linker.allow_shadowing = True
+        for name, params, results, fn in _OVERRIDES:
+            self._linker.define_func(
+                "wasi_snapshot_preview1", name, wt.FuncType(params, results), fn, access_caller=True
+            )
+        self._linker.define_func("host", "call", wt.FuncType([_I32] * 4, [_I32]), _no_host_tools)
+        self._lock = threading.Lock()
+        self._ticker: _Ticker | None = None
+
+    # -- modules --
+
+    def validate(self, wasm: bytes) -> None:
+        """Raise ``RuntimeUnavailable`` unless ``wasm`` is a valid module for this engine."""
+        try:
+            wt.Module.validate(self._engine, wasm)
+        except wt.WasmtimeError as e:
+            raise RuntimeUnavailable(f"invalid WebAssembly module: {e}") from e
+
+    def load_cached(self, cache: Path) -> Compiled | None:
+        """The module serialized at ``cache``, or ``None`` if absent, corrupt or stale."""
+        data = _cache.read_verified(cache)
+        if data is None:
+            return None
+        try:
+            return Compiled(self, wt.Module.deserialize(self._engine, data))
+        except wt.WasmtimeError:
+            return None
+
+    def compile(self, wasm: bytes, cache: Path | None) -> Compiled:
+        """Compile ``wasm`` and, with ``cache``, serialize it there atomically."""
+        try:
+            module = wt.Module(self._engine, wasm)
+        except wt.WasmtimeError as e:
+            raise RuntimeUnavailable(f"cannot compile the runtime: {e}") from e
+        if cache is not None:
+            _cache.write_verified(cache, bytes(module.serialize()))
+        return Compiled(self, module)
+
+    # -- running --
+
+    def _ensure_ticker(self) -> _Ticker:
+        with self._lock:
+            if self._ticker is None or not self._ticker.is_alive():
+                self._ticker = _Ticker(self._engine, self._traps)
+                self._ticker.start()
+            return self._ticker
+
+    def _store(self, launch: Launch) -> tuple[wt.Store, int]:
+        store = wt.Store(self._engine)
+        fuel = self._configure(store, launch)
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
+        return store, fuel
+
+    @staticmethod
+    def _configure(store: wt.Store, launch: Launch) -> int:
+        """Give ``store`` the run's WASI context, fuel, memory limit and epoch deadline; return the fuel.
+
+        wasmtime's WASI context gets the arguments and the environment only: no preopens and no
+        stdio, since every descriptor call is served by ``launch.files`` (``_guestfs``).
+        """
+        wasi = wt.WasiConfig()
+        wasi.argv = list(launch.argv)
+        wasi.env = [list(kv) for kv in launch.env]
+        store.set_wasi(wasi)
+        fuel = launch.limits.fuel if launch.limits.fuel is not None else UNLIMITED_FUEL
+        store.set_fuel(fuel)
+        limit = launch.limits.memory_limit
+        store.set_limits(memory_size=-1 if limit is None else limit)
+        store.set_epoch_deadline(1)
+        return fuel
+
+    def run(self, compiled: Compiled, launch: Launch) -> RawRun:
+        """Run one guest in a fresh (or recycled) instance; never raises for guest behaviour.
+
+        Ctrl-C during the run stops the guest, cleans up, and raises ``KeyboardInterrupt`` here.
+        """
+        self._traps.ensure()
+        ticker = self._ensure_ticker()
+        limit = launch.limits.memory_limit
+        deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
+        state = _Run(deadline=deadline, cancel=launch.cancel, files=launch.files)
+        recycle = launch.entry is not None and compiled.recycle and recycling()
+        warm = compiled.checkout() if recycle else None
+        if warm is not None:
+            store, fuel = warm.store, self._configure(warm.store, launch)
+        else:
+            store, fuel = self._store(launch)
+        exit_status: int | None = None
+        trap: str | None = None
+        refused: tuple[Outcome, str] | None = None
+        grow = memory = data_len = 0
+        statuses: list[int | None] = []
+        _local.run = state
+        ticker.enter()
+        sigint = _catch_sigint(state)
+        try:
+            if limit is not None and compiled.min_bytes > limit:
+                refused = (
+                    Outcome.MEMORY_LIMIT,
+                    f"memory_limit {limit} is below the runtime's initial memory of {compiled.min_bytes} bytes",
+                )
+            else:
+                if warm is not None:
+                    exports, mem = warm.exports, warm.mem
+                else:
+                    instance = compiled.pre.instantiate(store)
+                    exports = instance.exports(store)
+                    fresh = exports["memory"]
+                    assert isinstance(fresh, wt.Memory)
+                    mem = fresh
+                    if recycle:
+                        warm = _warm(store, exports, mem)  # before the guest writes anything
+                state.memory = mem
+                try:
+                    if launch.entry is None:
+                        exit_status = start(store, exports, launch.start)
+                    else:
+                        exit_status = enter(store, exports, mem, launch.entry)
+                        for entry in launch.more:
+                            statuses.append(exit_status)
+                            exit_status = enter(store, exports, mem, entry)
+                except wt.ExitTrap as e:
+                    exit_status = e.code
+                except (wt.Trap, wt.WasmtimeError) as e:
+                    trap = _trap_kind(e)
+                finally:
+                    memory, data_len = mem.size(store), mem.data_len(store)
+                    grow = _take_grow_failures(store, exports)
+        except (wt.Trap, wt.WasmtimeError) as e:  # instantiation refused
+            if "memory" in str(e) and limit is not None:
+                refused = (Outcome.MEMORY_LIMIT, f"memory_limit of {limit} bytes: {str(e).splitlines()[0]}")
+            else:
+                trap = _trap_kind(e)
+        finally:
+            if sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
+            ticker.leave()
+            _local.run = None
+            consumed = fuel - store.get_fuel()
+            if warm is not None:
+                compiled.checkin(warm)
+            else:
+                _reaper.close(store)
+        if state.interrupted:
+            raise KeyboardInterrupt
+        if state.exit_status is not None:  # proc_exit: the guest's own status, whatever trap followed
+            exit_status = state.exit_status
+        evidence = Evidence(exit_status, state.stop, trap, grow, limit, refused)
+        outcome, exit_code, error = verdict(evidence)
+        return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code), evidence)
+
+    def boot(self, compiled: Compiled, launch: Launch, turns: Sequence[bytes] = ()) -> BootImage:
+        """Run the bootstrap and capture its image (see ``_boot.boot``)."""
+        self._traps.ensure()
+        store, _fuel = self._store(launch)
+        return boot(store, compiled, launch, turns)
+
+
+def _trap_kind(e: Exception) -> str:
+    """A wasmtime trap or error as evidence (``_verdict.Trap``), or its first line."""
+    message = (e.message if isinstance(e, wt.Trap) else str(e)).strip()
+    code = e.trap_code if isinstance(e, wt.Trap) else None
+    if code is wt.TrapCode.OUT_OF_FUEL or "all fuel consumed" in message:
+        return Trap.FUEL
+    if code is wt.TrapCode.INTERRUPT or "epoch deadline" in message:
+        return Trap.INTERRUPT
+    if code is wt.TrapCode.STACK_OVERFLOW:
+        return Trap.STACK
+    if code is wt.TrapCode.UNREACHABLE:
+        return Trap.UNREACHABLE
+    return message.splitlines()[0] if message else type(e).__name__
+
+
+def _take_grow_failures(store: wt.Store, exports: Any) -> int:
+    """Read and clear the refused-``memory.grow`` counter (``_wasm.GROW_FAILURES_EXPORT``; 0 without one)."""
+    try:
+        counter = exports[GROW_FAILURES_EXPORT]
+    except KeyError:
+        return 0
+    if not isinstance(counter, wt.Global):
+        return 0
+    value = counter.value(store)
+    if not isinstance(value, int) or value == 0:
+        return 0
+    counter.set_value(store, 0)  # a recycled instance starts the next run at 0
+    return value
+
+
+_host: Host | None = None
+_host_lock = threading.Lock()
+
+
+def host() -> Host:
+    """The process-wide ``Host`` (created on first use)."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = Host()
+        return _host
