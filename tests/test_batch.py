@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from execr import InvalidArgument
 from execr._batch import add_batch_parser, run_batch
 
 pytestmark = pytest.mark.guest
@@ -77,3 +81,79 @@ def test_items_choose_their_runtime(tmp_path, scientific):
     _write(src, [json.dumps({"code": code, "runtime": "scientific"}), json.dumps({"code": code})])
     assert run_batch(src, out, workers=1, progress=False) == 2
     assert [r["stdout"] for r in _read(out)] == ["15\n", "12\n"]
+
+
+def _same_file_spellings(tmp_path):
+    """(input, output) pairs that name one file: itself, another spelling, a symlink, a hard link."""
+    src = tmp_path / "in.jsonl"
+    (tmp_path / "sub").mkdir()
+    os.symlink(src, tmp_path / "link.jsonl")
+    os.link(src, tmp_path / "hard.jsonl")
+    return src, [src, tmp_path / "sub" / ".." / "in.jsonl", tmp_path / "link.jsonl", tmp_path / "hard.jsonl"]
+
+
+def test_output_equal_to_input_is_refused_before_writing(tmp_path):
+    """`execr batch X -o X` (any spelling, symlink or hard link) exits 2 with a clear error; IN is untouched."""
+    src = tmp_path / "in.jsonl"
+    content = json.dumps({"code": "print(1)"}) + "\n" + json.dumps({"code": "print(2)"})  # no final newline
+    src.write_text(content)
+    _, outs = _same_file_spellings(tmp_path)
+    for out in outs:
+        with pytest.raises(InvalidArgument, match="is the input file"):
+            run_batch(src, out, workers=1, progress=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "execr", "batch", str(src), "-o", str(out), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "is the input file" in proc.stderr and "Traceback" not in proc.stderr
+        assert src.read_text() == content
+
+
+@pytest.mark.parametrize("field", ["mounts", "mount_fs", "stdio", "pythonpath"])
+def test_host_path_fields_need_the_operator_flag(tmp_path, field):
+    """A line naming a host-path field gets an 'invalid request' record naming it, unless --allow-host-paths."""
+    folder = tmp_path / "host"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("host data")
+    value = [f"{folder}:/data"] if field == "mounts" else str(folder)
+    code = "import os; print(sorted(os.listdir('/data' if os.path.isdir('/data') else '.')))"
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, [json.dumps({"code": code, field: value}), json.dumps({"code": "print('plain')"})])
+    assert run_batch(src, out, workers=1, progress=False) == 2
+    refused, plain = _read(out)
+    assert refused["outcome"] == "crashed" and field in refused["error"] and "--allow-host-paths" in refused["error"]
+    assert plain["stdout"] == "plain\n"
+    out2 = tmp_path / "out2.jsonl"
+    assert run_batch(src, out2, workers=1, progress=False, allow_host_paths=True) == 2
+    allowed, _ = _read(out2)
+    assert allowed["outcome"] == "completed", allowed
+    if field in ("mounts", "mount_fs"):
+        assert "secret.txt" in allowed["stdout"]
+
+
+def test_allow_host_paths_flag_on_the_command_line(tmp_path):
+    """`execr batch --allow-host-paths` lets a line mount a host directory."""
+    folder = tmp_path / "host"
+    folder.mkdir()
+    (folder / "f.txt").write_text("hi")
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, [json.dumps({"code": "print(open('/data/f.txt').read())", "mounts": [f"{folder}:/data"]})])
+    from execr.cli import main
+
+    assert main(["batch", str(src), "-o", str(out), "--workers", "1", "--no-progress", "--allow-host-paths"]) == 0
+    assert _read(out)[0]["stdout"] == "hi\n"
+
+
+def test_odd_ids_and_unreadable_input(tmp_path):
+    """A lone surrogate or U+2028 in an id still gives one valid UTF-8 JSON line; a missing IN is InvalidArgument."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id": "\\ud800", "code": "print(1)"}\n{"id": 1, "code": "\\udfff"}\n{"id": "a\\u2028b"}\n')
+    assert run_batch(src, out, workers=1, progress=False) == 3
+    first, second, third = _read(out)  # str.splitlines: U+2028 inside a record must not break its line
+    assert third["id"] == "a\u2028b" and third["error"] == "invalid request: missing 'code'"
+    assert first["id"] == "\ud800" and first["stdout"] == "1\n"
+    assert second["outcome"] == "crashed" and "surrogate" in second["error"]
+    with pytest.raises(InvalidArgument, match="cannot read the input"):
+        run_batch(tmp_path / "missing.jsonl", out, workers=1, progress=False)

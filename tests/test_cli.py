@@ -264,3 +264,41 @@ def test_many_processes_no_panic() -> None:
         assert proc.returncode == 0, (i, proc.stderr)
         assert proc.stdout == b"1\n"
         assert b"panic" not in proc.stderr, (i, proc.stderr)
+
+
+def test_max_open_files_option(capsysbinary: Cap) -> None:
+    """`execr run --max-open-files N` reaches the run's limits; a bad value is a usage error naming it."""
+    from execr import cli
+
+    ns = cli._parse(["run", "-c", "pass", "--max-open-files", "16"])
+    assert ns.max_open_files == 16
+    assert main(["run", "-c", "print('x')", "--max-open-files", "16"]) == 0
+    assert capsysbinary.readouterr().out == b"x\n"
+    assert main(["run", "-c", "pass", "--max-open-files", "0"]) == 2
+    assert b"max_open_files must be a whole number >= 1" in capsysbinary.readouterr().err
+
+
+def test_info_shows_the_default_limits(capsysbinary: Cap) -> None:
+    """`execr info --json` lists the default limits, max_open_files included."""
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsysbinary.readouterr().out)
+    assert info["default_limits"]["max_open_files"] == 128 and info["default_limits"]["timeout"] == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "-c", "pass", "--fuel", "18446744073709551616"], b"fuel must be at most 2**62"),
+        (["run", "-c", "pass", "--timeout", "1e12"], b"timeout must be at most 1e9 seconds"),
+        (["run", "-c", "pass", "--max-stdout", "9999999T"], b"max_stdout must be at most 2**62"),
+        (["run", "-c", "pass", "--env", "K=\udcff"], b"env['K'] must be valid Unicode text"),
+        (["run", "-c", "pass", "--", "\udcff"], b"args[0] must be valid Unicode text"),
+        (["batch", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"], b"cannot read the input"),
+        (["batch", "in.jsonl", "--workers", "0"], b"expected a whole number >= 1"),
+    ],
+)
+def test_bad_values_are_usage_errors(argv: list[str], message: bytes, capsysbinary: Cap) -> None:
+    """Out-of-range limits, undecodable arguments (surrogate-escaped argv) and bad batch paths: exit 2, one line."""
+    assert main(argv) == 2
+    err = capsysbinary.readouterr().err
+    assert message in err and b"Traceback" not in err and b"internal error" not in err

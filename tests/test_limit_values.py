@@ -63,3 +63,73 @@ def test_exceeds_lists_limits_over_a_cap() -> None:
 def test_integral_floats_are_accepted_for_sizes() -> None:
     """1e6 is a fine byte count."""
     assert Limits(max_stdout=1e6).max_stdout == 1_000_000  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "fuel",
+            2**64,
+            "fuel must be at most 2**62 (the most fuel the engine meters), or None; got 18446744073709551616",
+        ),
+        ("fuel", 2**62 + 1, "fuel must be at most 2**62"),
+        ("timeout", 1e10, "timeout must be at most 1e9 seconds"),
+        ("timeout", 10**400, "timeout must be at most 1e9 seconds"),
+        ("max_stdout", 2**63, "max_stdout must be at most 2**62"),
+        ("max_stderr", 2**64, "max_stderr must be at most 2**62"),
+        ("max_file_bytes", 1e300, "max_file_bytes must be at most 2**62"),
+        ("max_files", 2**70, "max_files must be at most 2**62"),
+        ("max_returned_file_bytes", 2**70, "max_returned_file_bytes must be at most 4 GiB"),
+        ("max_open_files", 2**20 + 1, "max_open_files must be at most 2**20"),
+        ("max_open_files", 0, "max_open_files must be a whole number >= 1, or None; got 0"),
+        ("max_open_files", 1.5, "max_open_files must be a whole number"),
+        pytest.param(
+            "fuel",
+            10**5000,
+            "fuel must be at most 2**62 (the most fuel the engine meters), or None; got <int>",
+            id="huge",
+        ),
+    ],
+)
+def test_limits_are_bounded_by_what_the_host_enforces(field: str, value: object, message: str) -> None:
+    """Past the host's real ceiling a limit is refused (fuel >= 2**64 used to run out at once, sizes overflowed)."""
+    with pytest.raises(InvalidArgument) as info:
+        Limits(**{field: value})  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_ceilings_themselves_are_accepted() -> None:
+    """The largest value of every limit is valid, and the fuel ceiling is the engine's own unlimited value."""
+    import importlib
+
+    from execr import _limits
+
+    for name in ("execr._sandbox._consts",):  # where the engine keeps its constants
+        try:
+            engine = importlib.import_module(name)
+        except ImportError:
+            continue
+        assert _limits.MAX_FUEL == engine.UNLIMITED_FUEL
+        break
+    else:
+        pytest.fail("the engine's UNLIMITED_FUEL was not found")
+    top = Limits(
+        timeout=1e9,
+        fuel=2**62,
+        memory_limit=4 * 2**30,
+        max_stdout=2**62,
+        max_stderr=2**62,
+        max_file_bytes=2**62,
+        max_files=2**62,
+        max_returned_file_bytes=4 * 2**30,
+        max_open_files=2**20,
+    )
+    assert top.fuel == 2**62 and top.max_open_files == 2**20
+
+
+def test_max_open_files_default_and_off() -> None:
+    """max_open_files defaults to 128 and None turns it off, like every limit."""
+    assert Limits().max_open_files == 128
+    assert Limits(max_open_files=None).max_open_files is None
+    assert Limits.from_dict({"max_open_files": 3}).to_dict()["max_open_files"] == 3

@@ -93,8 +93,54 @@ def test_result_cache(tmp_path):
     assert ResultCache.key(make_request(code, mounts=[(str(share), "/data", True)])) is None
     a, b = execute_many([req, req], workers=2, cache=tmp_path / "c", progress=False)
     assert a.stdout != b.stdout  # both ran (random output differs)
-    ro = make_request(code, mounts=[(str(share), "/data")])
-    assert ResultCache.key(ro) is not None and ResultCache.key(ro) != ResultCache.key(make_request(code))
+    assert ResultCache.key(make_request(code)) is not None
+
+
+def test_result_cache_never_serves_what_host_paths_changed(tmp_path, monkeypatch):
+    """A run that reads host paths is not cached: after a read-only mount's file changes, the
+    rerun sees the new content (it used to get the stale cached answer)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "v.txt").write_text("old")
+    item = {"code": "print(open('/data/v.txt').read())", "mounts": [f"{share}:/data"]}
+    (first,) = execute_many([item], workers=1, cache=tmp_path / "c", progress=False)
+    assert first.stdout == "old\n"
+    (share / "v.txt").write_text("new")
+    (second,) = execute_many([item], workers=1, cache=tmp_path / "c", progress=False)
+    assert second.stdout == "new\n"
+    for kwargs in ({"mount_fs": share}, {"stdio": share}, {"pythonpath": share}, {"mounts": [f"{share}:/d"]}):
+        assert ResultCache.key(make_request("pass", **kwargs)) is None, kwargs
+    monkeypatch.setenv("EXECR_PYTHONPATH", str(share))
+    assert ResultCache.key(make_request("pass")) is None
+
+
+def test_result_cache_writes_through_the_cache_module(tmp_path, monkeypatch):
+    """ResultCache.put stores with _cache.atomic_write (one implementation), and a failing write is harmless."""
+    from execr import Result, _cache
+
+    calls = []
+    real = _cache.atomic_write
+    monkeypatch.setattr(_cache, "atomic_write", lambda path, data: (calls.append(path), real(path, data)))
+    store = ResultCache(tmp_path / "c")
+    result = Result(outcome=Outcome.COMPLETED, exit_code=0, stdout_bytes=b"x")
+    key = ResultCache.key(make_request("print('x')"))
+    store.put(key, result)
+    assert calls and store.get(key).stdout == "x"
+
+    def full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_cache, "atomic_write", full)
+    store.put(ResultCache.key(make_request("print('y')")), result)  # no exception
+
+
+def test_junk_items_are_isolated():
+    """Items of any shape (non-str keys, odd values, surrogates) become 'invalid request' results."""
+    items = [{"code": "print(1)", 1: 2}, {"code": "pass", "files": {"a": "1", "a/b": "2"}}, {"code": "\ud800"}, b"x"]
+    results = execute_many([*items, "print(2)"], workers=1, progress=False)
+    for r in results[:4]:
+        assert r.outcome is Outcome.CRASHED and r.error.startswith("invalid request: "), r
+    assert results[4].stdout == "2\n"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install ray)")
@@ -113,3 +159,23 @@ def test_ray_backend(scientific):
         assert (results[31].stdout, results[31].mode) == ("45\n", "snapshot"), results[31]
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("print(1)",), {}, "requests must be an iterable"),
+        (({"code": "pass"},), {}, "requests must be an iterable"),
+        ((["pass"],), {"workers": 0}, "workers must be a whole number >= 1"),
+        ((["pass"],), {"workers": "2"}, "workers must be a whole number >= 1"),
+        ((["pass"],), {"backend": ["ray"]}, "backend must be"),
+        ((["pass"],), {"timeout": 2**64}, "timeout must be at most"),
+        ((["pass"],), {"env": {"K": "\ud800"}}, "surrogate"),
+    ],
+)
+def test_bad_call_arguments_are_invalid_arguments(args, kwargs, message):
+    """execute_many's own arguments and defaults are checked up front: InvalidArgument, not TypeError."""
+    from execr import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=message):
+        execute_many(*args, progress=False, **kwargs)

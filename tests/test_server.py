@@ -260,15 +260,54 @@ def test_scientific_runtime_over_http(b: Live, scientific: Any) -> None:
 
 
 def test_probes_and_docs(a: Live) -> None:
+    """Probes answer without a key; docs, the OpenAPI and unknown paths need one when keys are configured."""
     with a.client() as c:
         assert c.get("/healthz").json() == {"status": "alive"}
         assert c.get("/readyz").status_code == 200
+        for path in ("/docs", "/openapi.json", "/metrics", "/redoc", "/nope"):
+            _is_error(c.get(path), 401, "unauthorized")
+    with a.client(KEY) as c:
         assert c.get("/docs").status_code == 200
         spec = c.get("/openapi.json").json()
         assert "/v1/execute" in spec["paths"] and "/v1/execute/batch" in spec["paths"]
         assert spec["paths"]["/v1/execute"]["post"]["security"] == [{"bearer": []}]
+        assert spec["paths"]["/metrics"]["get"]["security"] == [{"bearer": []}]
+        assert "security" not in spec["paths"]["/healthz"]["get"]
         _is_error(c.get("/nope"), 404, "not_found")
-        _is_error(c.get("/v1/execute", headers={"Authorization": f"Bearer {KEY}"}), 405, "method_not_allowed")
+        _is_error(c.get("/v1/execute"), 405, "method_not_allowed")
+
+
+def test_public_metrics_and_docs_are_an_operator_choice() -> None:
+    """--public-metrics / --public-docs open exactly those routes; /v1 still needs a key (real server)."""
+    live = Live(workers=1, api_keys={KEY}, public_metrics=True, public_docs=True)
+    try:
+        while not live.server.started:
+            assert live.thread.is_alive()
+            time.sleep(0.02)
+        with live.client() as c:
+            assert c.get("/metrics").status_code == 200
+            assert c.get("/docs").status_code == 200
+            assert "security" not in c.get("/openapi.json").json()["paths"]["/metrics"]["get"]
+            _is_error(c.get("/v1/runtime"), 401, "unauthorized")
+            _is_error(c.post("/v1/execute", json={"code": "pass"}), 401, "unauthorized")
+    finally:
+        live.stop()
+
+
+def test_serve_flags_for_public_routes_and_open_files() -> None:
+    """`execr serve` takes --public-metrics, --public-docs and a --max-open-files cap."""
+    import argparse
+
+    from execr.server import add_serve_parser
+
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--public-metrics", "--public-docs", "--max-open-files", "16"])
+    assert (args.public_metrics, args.public_docs, args.max_open_files) == (True, True, 16)
+    args = parser.parse_args(["serve"])
+    assert (args.public_metrics, args.public_docs) == (False, False)
+    cfg = ServerConfig(api_keys={"k"})
+    assert not cfg.is_public("/metrics") and not cfg.is_public("/openapi.json") and cfg.is_public("/readyz")
 
 
 # -- policy --
@@ -295,11 +334,30 @@ def test_within_caps_ok(a: Live) -> None:
     assert r.json()["outcome"] == "completed"
 
 
-@pytest.mark.parametrize("key", ["mounts", "mount_fs", "pythonpath"])
+@pytest.mark.parametrize("key", ["mounts", "mount_fs", "pythonpath", "stdio"])
 def test_no_host_paths(a: Live, key: str) -> None:
+    """A body naming a host-path field is a 422 naming it, on /v1/execute and per batch item (never ignored)."""
     with a.client(KEY) as c:
         err = _is_error(c.post("/v1/execute", json={"code": "pass", key: "/etc"}), 422, "invalid_request")
-    assert key in err["message"]
+        assert key in err["message"]
+        r = c.post("/v1/execute/batch", json={"requests": [{"code": "pass", key: ["/etc"]}, {"code": "pass"}]})
+    assert r.status_code == 200
+    first, second = r.json()["results"]
+    assert first["error"]["type"] == "invalid_request" and key in first["error"]["message"]
+    assert second["outcome"] == "completed"
+
+
+def test_max_open_files_policy_and_cap(a: Live) -> None:
+    """max_open_files is in the limits body and the policy; asking past the cap is a 422 naming it."""
+    with a.client(KEY) as c:
+        policy = c.get("/v1/runtime").json()["limits"]
+        assert policy["defaults"]["max_open_files"] == 128 and policy["caps"]["max_open_files"] == 128
+        ok = c.post("/v1/execute", json={"code": "pass", "limits": {"max_open_files": 8}})
+        assert ok.json()["outcome"] == "completed", ok.text
+        err = _is_error(c.post("/v1/execute", json={"code": "pass", "limits": {"max_open_files": 129}}), 422)
+        assert "max_open_files" in err["message"]
+        err = _is_error(c.post("/v1/execute", json={"code": "pass", "limits": {"max_open_files": 0}}), 422)
+        assert "max_open_files" in err["message"]
 
 
 @pytest.mark.parametrize(
@@ -429,6 +487,8 @@ def test_overload_429(b: Live) -> None:
 def _worker_pids(live: Live) -> list[int]:
     """PIDs of the worker processes of ``live``'s pool (read from its dispatcher threads' frames)."""
     pool = live.state.pool
+    if hasattr(pool, "worker_pids"):
+        return list(pool.worker_pids())
     pids = []
     for frame in sys._current_frames().values():
         f: Any = frame
@@ -480,6 +540,7 @@ def test_metrics(a: Live, b: Live) -> None:
         c.post("/v1/execute", json={"code": "pass", "limits": {"timeout": 99}})
     with httpx.Client(base_url=a.url) as c:
         c.post("/v1/execute", json={"code": "pass"})
+    with a.client(KEY) as c:
         text = c.get("/metrics").text
     assert 'execr_runs_total{outcome="completed"}' in text
     assert "execr_run_duration_seconds_bucket" in text
@@ -541,3 +602,35 @@ def test_create_app_is_fastapi() -> None:
     from fastapi import FastAPI
 
     assert isinstance(create_app(ServerConfig(workers=1)), FastAPI)
+
+
+def test_worker_killed_under_load() -> None:
+    """Several concurrent requests on a real server, one worker SIGKILLed mid-run: every response is a
+    JSON result (the killed runs `crashed`, saying the worker died), and the server keeps serving."""
+    live = Live(workers=2, max_queue=16)
+    try:
+        live.wait_ready()
+        code = "import time; time.sleep(1.5); print('done')"
+        with concurrent.futures.ThreadPoolExecutor(8) as ex, live.client() as c:
+            runs = [ex.submit(c.post, "/v1/execute", json={"code": code}) for _ in range(8)]
+            deadline = time.monotonic() + 30
+            while live.state.pool.in_flight < 2:  # both workers busy (no event to await across processes)
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            workers = _worker_pids(live)
+            assert len(workers) == 2 and set(workers) <= _children(), workers
+            os.kill(workers[0], signal.SIGKILL)
+            responses = [r.result(timeout=120) for r in runs]
+            bodies = [r.json() for r in responses]
+            assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+            outcomes = sorted(b["outcome"] for b in bodies)
+            assert outcomes.count("crashed") == 1, bodies
+            assert outcomes.count("completed") == 7, bodies
+            (crashed,) = [b for b in bodies if b["outcome"] == "crashed"]
+            assert "died" in crashed["error"], crashed
+            assert all(b["stdout"] == "done\n" for b in bodies if b["outcome"] == "completed")
+            again = c.post("/v1/execute", json={"code": "print('after')"})
+            assert again.json()["stdout"] == "after\n"
+            assert c.get("/readyz").status_code == 200
+    finally:
+        live.stop()

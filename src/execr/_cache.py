@@ -1,9 +1,17 @@
-"""Cache: where execr keeps compiled modules and snapshots, written atomically under a lock."""
+"""Cache: where execr keeps compiled modules and snapshots, written atomically under a lock.
+
+The cache is an optimisation, never a requirement. A corrupt or truncated entry reads as
+missing, so it is rebuilt; a cache directory that cannot be written (read-only, full,
+below a regular file) only means modules are built in memory and not kept. Each of these
+is reported as a warning on the ``execr.cache`` logger (Python's last-resort handler
+prints it on stderr when the application configured no logging), never as an error.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -12,7 +20,9 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["atomic_write", "cache_dir", "digest", "locked", "read_verified", "write_verified"]
+__all__ = ["atomic_write", "cache_dir", "digest", "locked", "log", "read_verified", "write_verified"]
+
+log = logging.getLogger("execr.cache")
 
 
 def cache_dir() -> Path:
@@ -46,20 +56,43 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_verified(path: Path, data: bytes) -> None:
-    """Atomically write ``data`` and a SHA-256 sidecar that ``read_verified`` checks."""
-    atomic_write(path, data)
-    atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+def write_verified(path: Path, data: bytes) -> bool:
+    """Atomically write ``data`` and a SHA-256 sidecar that ``read_verified`` checks.
+
+    Returns whether it was stored: a cache that cannot be written (``OSError``: read-only,
+    no space, not a directory) is logged as a warning and the caller goes on without it.
+    """
+    try:
+        atomic_write(path, data)
+        atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+    except OSError as e:
+        log.warning("execr: cannot write the cache entry %s (%s); continuing without caching it", path, e)
+        return False
+    return True
 
 
 def read_verified(path: Path) -> bytes | None:
-    """The bytes at ``path`` if present and matching their sidecar hash, else ``None``."""
+    """The bytes at ``path`` if present and matching their sidecar hash, else ``None``.
+
+    A missing entry is silent; one that is present but corrupt or truncated (hash
+    mismatch, missing or unreadable sidecar) is logged as a warning: it will be rebuilt.
+    """
     try:
         data = path.read_bytes()
-        want = path.with_name(path.name + ".sha256").read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return None
-    return data if hashlib.sha256(data).hexdigest() == want else None
+    except OSError as e:
+        log.warning("execr: cannot read the cache entry %s (%s); rebuilding it", path, e)
+        return None
+    try:
+        want = path.with_name(path.name + ".sha256").read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("execr: the cache entry %s has no readable checksum (%s); rebuilding it", path, e)
+        return None
+    if hashlib.sha256(data).hexdigest() != want:
+        log.warning("execr: the cache entry %s is corrupt or truncated (checksum mismatch); rebuilding it", path)
+        return None
+    return data
 
 
 _held_lock = threading.Lock()
@@ -84,12 +117,22 @@ def locked(path: Path) -> Iterator[None]:
             finally:
                 depth[0] -= 1
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: atomic writes keep the cache consistent
             fcntl = None  # type: ignore[assignment]
-        with open(path, "a+b") as f:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+b")  # noqa: SIM115
+        except OSError as e:  # an unwritable cache: this process builds in memory, alone
+            log.warning("execr: cannot take the cache lock %s (%s); building without the cache lock", path, e)
+            depth[0] = 1
+            try:
+                yield
+            finally:
+                depth[0] = 0
+            return
+        with f:
             if fcntl is not None:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             depth[0] = 1

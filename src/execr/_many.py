@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import _cache
 from ._exceptions import InvalidArgument
 from ._request import Request, make_request
 from ._results import Outcome, Result
@@ -58,7 +59,7 @@ def to_request(item: object, defaults: Mapping[str, Any]) -> Request | Result:
         return _invalid(f"each request must be a code string or a mapping; got {type(item).__name__}")
     except InvalidArgument as e:
         return _invalid(str(e))
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # junk of any shape (an unexpected keyword, a mapping that raises...) is one bad item
         return _invalid(f"{type(e).__name__}: {e}")
 
 
@@ -66,7 +67,14 @@ def to_request(item: object, defaults: Mapping[str, Any]) -> Request | Result:
 
 
 class ResultCache:
-    """Results on disk keyed by the canonical request and the binary's hash."""
+    """Results on disk keyed by the canonical request and the binary's hash.
+
+    The key covers everything a request carries (code, stdin, args, env, files, limits,
+    runtime, start-up path, binary hashes), not what the guest can read from the host: so
+    a run that names host paths (``mounts``, ``mount_fs``, ``stdio``, ``pythonpath`` or
+    ``$EXECR_PYTHONPATH``) is never cached, neither read nor written. Only outcomes that
+    the request decides are stored (not timeouts, crashes or cancels).
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory).expanduser()
@@ -89,8 +97,8 @@ class ResultCache:
 
     @staticmethod
     def key(request: Request) -> str | None:
-        """The cache key, or None when the run must not be cached (it writes to the host)."""
-        if request.mount_fs is not None or request.stdio is not None or any(m.writable for m in request.mounts):
+        """The cache key, or None when the run must not be cached (it reads or writes host paths)."""
+        if request.mounts or request.mount_fs is not None or request.stdio is not None or request.pythonpath:
             return None
         from ._binary import SCIENTIFIC_STDLIB_SHA256, SCIENTIFIC_WASM_SHA256, SHA256
 
@@ -100,8 +108,6 @@ class ResultCache:
             "args": list(request.args),
             "env": sorted(request.env),
             "files": sorted((p, c.hex()) for p, c in request.files),
-            "mounts": sorted((m.guest, str(m.host), m.writable) for m in request.mounts),
-            "pythonpath": None if request.pythonpath is None else str(request.pythonpath),
             "limits": request.limits.to_dict(),
             "snapshot": request.snapshot,
             "binary": SHA256 if request.runtime == "default" else SCIENTIFIC_WASM_SHA256 + SCIENTIFIC_STDLIB_SHA256,
@@ -122,16 +128,8 @@ class ResultCache:
     def put(self, key: str, result: Result) -> None:
         if result.outcome not in _CACHEABLE:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(result.to_dict(), f)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs a rerun
+            _cache.atomic_write(self._path(key), json.dumps(result.to_dict()).encode("utf-8"))
 
 
 # -- progress --
@@ -223,8 +221,12 @@ def iter_results(
     True for a result cache. ``defaults``: ``execute()`` keyword arguments applied to
     every item (an item's own keys win).
     """
-    if backend not in ("local", "ray"):
+    if not isinstance(backend, str) or backend not in ("local", "ray"):
         raise InvalidArgument(f"backend must be 'local' or 'ray'; got {backend!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {workers!r}")
+    if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
+        raise InvalidArgument(f"requests must be an iterable of requests; got {type(requests).__name__}")
     _check_defaults(defaults)
     store = ResultCache.of(cache)
     items = list(requests)
@@ -323,7 +325,6 @@ class _RayRuntime:
     """A Ray actor holding a warm Runtime whose modules come from the object store."""
 
     def __init__(self, artifacts: dict[str, bytes], runtimes: list[str], snapshot: bool) -> None:
-        from . import _cache
         from ._runtime import Runtime
 
         root = Path(tempfile.gettempdir()) / f"execr-ray-{os.getuid() if hasattr(os, 'getuid') else 0}"

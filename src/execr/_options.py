@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 
 from ._exceptions import InvalidArgument
 
-__all__ = ["count", "parse_size", "seconds", "size"]
+__all__ = ["at_least", "count", "parse_size", "positive", "seconds", "size"]
 
 NONE_WORDS = frozenset({"none", "off", "unlimited"})
 _SIZE = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
@@ -67,3 +68,21 @@ def count(text: str) -> int | None:
     if not value.is_integer():
         raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {text!r}")
     return int(value)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}; got {text!r}")
+        return value
+
+    return parse
+
+
+positive = at_least(1)

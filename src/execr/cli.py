@@ -25,7 +25,7 @@ from . import __version__
 from ._binary import PYTHON_VERSION
 from ._exceptions import ExecrError, InvalidArgument
 from ._flavors import NAMES
-from ._limits import UNSET
+from ._limits import DEFAULT_LIMITS, UNSET
 from ._options import count, seconds, size
 from ._results import Outcome, Result
 from ._runtime import Runtime
@@ -69,6 +69,7 @@ _LIMIT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
     ("--max-file-bytes", size, "BYTES", "total bytes the guest may write into writable mounts (default 64M)"),
     ("--max-files", count, "N", "number of files the guest may create in writable mounts (default 1000)"),
     ("--max-returned-file-bytes", size, "BYTES", "content returned per changed file with --json (default 1M)"),
+    ("--max-open-files", count, "N", "descriptors the guest may hold open at once, beyond stdio (default 128)"),
 )
 
 
@@ -299,7 +300,7 @@ def _packages_inline(data: dict[str, Any]) -> dict[str, Any]:
 def _cmd_info(args: argparse.Namespace) -> int:
     runtime = Runtime(snapshot=_snapshot_default(), preload=args.preload)
     if args.runtime is None:
-        info = {"execr_version": __version__, **runtime.info()}
+        info = {"execr_version": __version__, **runtime.info(), "default_limits": DEFAULT_LIMITS.to_dict()}
     else:
         info = {
             "execr_version": __version__,
@@ -307,6 +308,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "wasmtime_version": runtime.info()["wasmtime_version"],
             "cache_dir": str(runtime.cache_dir),
             **runtime.runtime_info(args.runtime),
+            "default_limits": DEFAULT_LIMITS.to_dict(),
         }
     if args.json:
         print(json.dumps(info, indent=2))

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidArgument
 from .._flavors import NAMES
-from .._options import count, seconds, size
+from .._options import at_least, count, seconds, size
 from ._config import ServerConfig, key_id, load_api_keys
 
 if TYPE_CHECKING:
@@ -50,22 +49,7 @@ def serve(config: ServerConfig) -> None:
 # -- the `execr serve` command --
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}; got {text!r}")
-        return value
-
-    return parse
-
-
-_positive, _non_negative = _at_least(1), _at_least(0)
+_positive, _non_negative = at_least(1), at_least(0)
 
 
 _CAP_OPTIONS = (
@@ -74,6 +58,7 @@ _CAP_OPTIONS = (
     ("--max-fuel", "fuel", count, "N", "cap on a run's fuel (default none: no cap)"),
     ("--max-stdout", "max_stdout", size, "BYTES", "cap on max_stdout"),
     ("--max-stderr", "max_stderr", size, "BYTES", "cap on max_stderr"),
+    ("--max-open-files", "max_open_files", count, "N", "cap on max_open_files (descriptors a guest holds at once)"),
 )
 
 
@@ -85,6 +70,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Serve execr over HTTP: POST /v1/execute, /v1/execute/batch, GET /v1/runtime, "
         "/healthz, /readyz, /metrics, /docs. API keys come from $EXECR_API_KEYS (comma-separated) "
         "and --api-key-file; without keys the server only binds a loopback host unless --insecure. "
+        "With keys, every route needs one except /healthz and /readyz (and /metrics, /docs with "
+        "--public-metrics, --public-docs). "
         "Caps default to execr's default limits; 'none' removes a cap.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -92,6 +79,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=None, metavar="N", help="worker processes (default: CPU count)")
     p.add_argument("--api-key-file", metavar="PATH", default=None, help="file with one API key per line")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback host without API keys")
+    p.add_argument(
+        "--public-metrics",
+        action="store_true",
+        help="serve /metrics without an API key (default: it needs one, like every route but /healthz and /readyz)",
+    )
+    p.add_argument(
+        "--public-docs",
+        action="store_true",
+        help="serve /docs and /openapi.json without an API key (default: they need one)",
+    )
     for flag, _name, kind, metavar, text in _CAP_OPTIONS:
         p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=text)
     p.add_argument(
@@ -152,6 +149,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_queue=args.max_queue,
         insecure=args.insecure,
+        public_metrics=args.public_metrics,
+        public_docs=args.public_docs,
         grace=args.grace,
         log_level=args.log_level,
         runtimes=tuple(args.runtimes or ("default",)),

@@ -68,15 +68,31 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class _JSON(JSONResponse):
+    """A JSON response that always renders: text that is not valid Unicode (a lone surrogate
+    echoed from the request) is sent \\u-escaped instead of failing with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _clean(text: str) -> str:
+    """``text`` as valid Unicode (lone surrogates from a request shown as ``\\udXXX``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_body(type_: str, message: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"type": type_, "message": message, "request_id": request_id, **extra}}
+    return {"error": {"type": type_, "message": _clean(message), "request_id": request_id, **extra}}
 
 
 def _error_response(
     scope: Scope, status: int, type_: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     rid = scope.get("execr", {}).get("request_id")
-    return JSONResponse(_error_body(type_, message, rid), status_code=status, headers=headers)
+    return _JSON(_error_body(type_, message, rid), status_code=status, headers=headers)
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -251,7 +267,7 @@ class _Edge:
 
         try:
             path: str = scope["path"]
-            if path.startswith("/v1/"):
+            if not state.config.is_public(path):  # unknown paths too: 401 before 404 says nothing
                 kid = state.auth.check(headers.get(b"authorization"))
                 if kid is None:
                     state.metrics.rejected.labels("unauthorized").inc()
@@ -264,6 +280,7 @@ class _Edge:
                     )(scope, receive, send_with_id)
                     return
                 info["key_id"] = kid
+            if scope.get("method") not in ("GET", "HEAD"):
                 limit = state.config.max_body_bytes
                 length = headers.get(b"content-length")
                 if length is not None:
@@ -364,7 +381,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         title="execr",
         version=__version__,
         description="Run untrusted Python in CPython compiled to WebAssembly, on wasmtime. "
-        "Endpoints under /v1 need `Authorization: Bearer KEY` when the server has API keys.",
+        "When the server has API keys, every route needs `Authorization: Bearer KEY` except "
+        "/healthz and /readyz (and /metrics or /docs if the operator made them public).",
         lifespan=lifespan,
     )
     app.state.execr = state
@@ -420,7 +438,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.release(1)
         info["outcome"] = result.outcome.value
         info["queue_ms"] = round(queue_ms, 3)
-        return JSONResponse(result.to_dict())
+        return _JSON(result.to_dict())
 
     @app.post("/v1/execute/batch", responses=error_doc, summary="Run several programs")
     async def execute_batch(body: BatchRequest, request: Request) -> JSONResponse:
@@ -467,7 +485,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         else:
             out = [s for s in slots if isinstance(s, dict)]
         info["outcome"] = "batch"
-        return JSONResponse({"results": out})
+        return _JSON({"results": out})
 
     @app.get("/v1/runtime", summary="Versions and the limit policy")
     async def runtime() -> JSONResponse:
@@ -504,7 +522,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             for path, ops in schema.get("paths", {}).items():
-                if path.startswith("/v1/") and config.api_keys:
+                if config.api_keys and not config.is_public(path):
                     for op in ops.values():
                         op["security"] = [{"bearer": []}]
             app.openapi_schema = schema

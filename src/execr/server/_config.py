@@ -74,6 +74,9 @@ class ServerConfig:
       refused with 429.
     - ``runtimes``: the runtimes each worker loads before the server is ready (any runtime
       can be requested; one not listed is loaded by a worker on its first request).
+    - ``public_metrics`` / ``public_docs``: serve ``/metrics`` / ``/docs`` and
+      ``/openapi.json`` without a key. By default, with keys configured, every route needs
+      one except ``/healthz`` and ``/readyz`` (for load balancers).
     - ``grace``: seconds in-flight runs get to finish at shutdown before pending ones are
       cancelled.
     """
@@ -88,6 +91,8 @@ class ServerConfig:
     max_batch: int = 32
     max_queue: int = 64
     insecure: bool = False
+    public_metrics: bool = False
+    public_docs: bool = False
     grace: float = 10.0
     snapshot: bool = True
     cache_dir: str | None = None
@@ -115,6 +120,9 @@ class ServerConfig:
             raise InvalidArgument(f"max_queue must be a whole number >= 0; got {self.max_queue!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidArgument(f"port must be 0..65535; got {self.port!r}")
+        for flag in ("insecure", "public_metrics", "public_docs"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidArgument(f"{flag} must be a bool; got {getattr(self, flag)!r}")
         if not (isinstance(self.grace, (int, float)) and self.grace >= 0):
             raise InvalidArgument(f"grace must be seconds >= 0; got {self.grace!r}")
         if not self.api_keys and not self.insecure and not is_loopback(self.host):
@@ -122,6 +130,16 @@ class ServerConfig:
                 f"refusing to serve on non-loopback host {self.host!r} without API keys; "
                 "set EXECR_API_KEYS or --api-key-file, or pass --insecure"
             )
+
+    def is_public(self, path: str) -> bool:
+        """Whether ``path`` answers without an API key."""
+        if path in ("/healthz", "/readyz"):
+            return True
+        if path == "/metrics":
+            return self.public_metrics
+        if path in ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"):
+            return self.public_docs
+        return False
 
     @property
     def worker_count(self) -> int:

@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
+from .._request import HOST_PATH_FIELDS
+
 __all__ = ["FORBIDDEN_KEYS", "Base64File", "BatchRequest", "ExecuteRequest", "LimitsModel"]
 
-FORBIDDEN_KEYS = ("mounts", "mount_fs", "pythonpath", "stdio")
+FORBIDDEN_KEYS = HOST_PATH_FIELDS  # host paths are the operator's: never taken from a client
 
 
 class LimitsModel(BaseModel):
@@ -24,6 +26,7 @@ class LimitsModel(BaseModel):
     max_file_bytes: StrictInt | None = Field(default=None, description="bytes the guest may write")
     max_files: StrictInt | None = Field(default=None, description="files the guest may create")
     max_returned_file_bytes: StrictInt | None = Field(default=None, description="bytes of each file returned")
+    max_open_files: StrictInt | None = Field(default=None, description="descriptors the guest may hold open at once")
 
     def given(self) -> dict[str, Any]:
         """Only the limits the client sent (so ``null`` and "left out" differ)."""
