@@ -12,6 +12,10 @@ fresh ``__main__``, fresh ``random`` state), runs the script, and writes the exi
 status into a mailbox the host reads. It returns instead of exiting, so one instance
 can take several requests in turn: a request with ``fresh: False`` keeps the previous
 ``__main__`` (a session), and ``final: False`` defers the atexit handlers.
+
+Before anything else the bootstrap installs ``ASYNCIO_HOOK``, so asyncio's event loop runs
+without the self-pipe WASI cannot make; ``PLAIN_MAIN`` brings the same hook to a plain
+start-up path that has no bootstrap.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
+from . import _mailbox
+
 __all__ = [
+    "ASYNCIO_HOOK",
     "BOOTSTRAP",
     "BOOTSTRAP_VERSION",
     "MAILBOX_MAGIC",
     "MAILBOX_MARK",
+    "PLAIN_MAIN",
     "PRELOAD",
     "REQUEST_BOX",
     "TURN_ENTRY",
@@ -32,12 +40,10 @@ __all__ = [
     "rng_key",
 ]
 
-BOOTSTRAP_VERSION: Final = "9"
-#: Bytes of guest memory reserved for a request; larger requests go through a file.
-REQUEST_BOX: Final = 256 * 1024
-MAILBOX_MAGIC: Final = 0x52434558  # b"XECR" little-endian
-#: The mailbox's bytes at boot, so the host can check it found the right address.
-MAILBOX_MARK: Final = b"EXECR-MAILBOX-01"
+BOOTSTRAP_VERSION: Final = "10"
+REQUEST_BOX: Final = _mailbox.REQUEST_BOX
+MAILBOX_MAGIC: Final = _mailbox.MAGIC
+MAILBOX_MARK: Final = _mailbox.MARK
 
 #: Standard modules imported at boot, so that runs import them for free.
 PRELOAD: Final = [
@@ -74,8 +80,113 @@ PRELOAD: Final = [
     "typing",
 ]
 
+#: Makes asyncio work in the guest. Its selector event loop makes a self-pipe with
+#: ``socket.socketpair()`` (WASI: ``OSError: [Errno 58] Not supported``) to be woken from other
+#: threads and signal handlers; WASI has neither, so the pipe is never needed. A meta path
+#: finder wraps the loader of ``asyncio.selector_events`` and, once that module has run, turns
+#: the self-pipe methods into no-ops. Lazy: a run that never imports asyncio pays nothing.
+#: Sleeps end in ``poll_oneoff``, which the host cuts at the run's deadline; a loop with nothing
+#: to wait for waits a day at a time (WASI's poll cannot wait with no descriptor and no timeout).
+ASYNCIO_HOOK: Final = """
+def _execr_asyncio_hook():
+    import sys
+
+    def patch(module):
+        loop = module.BaseSelectorEventLoop
+
+        def _make_self_pipe(self):
+            self._ssock = self._csock = None
+            select = self._selector.select
+
+            def select_bounded(timeout=None):  # poll() with no descriptor and no timeout: ENOTSUP
+                return select(86400.0 if timeout is None or timeout < 0 else timeout)
+
+            self._selector.select = select_bounded
+
+        def _no_self_pipe(self):
+            pass
+
+        loop._make_self_pipe = _make_self_pipe
+        loop._close_self_pipe = loop._write_to_self = _no_self_pipe
+
+    class Loader:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def create_module(self, spec):
+            create = getattr(self.inner, "create_module", None)
+            return None if create is None else create(spec)
+
+        def exec_module(self, module):
+            module.__spec__.loader = module.__loader__ = self.inner  # the module keeps its own loader
+            self.inner.exec_module(module)
+            patch(module)
+
+    class ExecrWasiAsyncio:
+        "execr: asyncio's selector event loop without its self-pipe (WASI has no sockets or threads)."
+
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "asyncio.selector_events":
+                return None
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = None if finder is ExecrWasiAsyncio or find is None else find(name, path, target)
+                if spec is not None:
+                    if hasattr(spec.loader, "exec_module"):
+                        spec.loader = Loader(spec.loader)
+                    return spec
+            return None
+
+    ExecrWasiAsyncio.__module__, ExecrWasiAsyncio.__qualname__ = "execr", "ExecrWasiAsyncio"
+    sys.meta_path.insert(0, ExecrWasiAsyncio)
+    if "asyncio.selector_events" in sys.modules:
+        patch(sys.modules["asyncio.selector_events"])
+
+
+_execr_asyncio_hook()
+del _execr_asyncio_hook
+"""
+
+#: A ``python -c`` program that runs ``argv[1]`` as ``python -B SCRIPT ARGS`` would (argv, orig_argv,
+#: ``sys.path[0]``, ``__main__``'s attributes, tracebacks without its own frame, exit status) with
+#: ``ASYNCIO_HOOK`` installed first: the default runtime's plain path, which has no bootstrap, needs it
+#: for asyncio (``python -B -c PLAIN_MAIN SCRIPT ARGS``).
+PLAIN_MAIN: Final = (
+    ASYNCIO_HOOK
+    + """
+
+def _execr_main():
+    import sys
+    from importlib.machinery import SourceFileLoader
+
+    scope = sys.modules["__main__"].__dict__
+    del scope["_execr_main"]
+    del sys.argv[0]  # "-c"
+    script = sys.argv[0]
+    sys.orig_argv[:] = ["python", "-B", *sys.argv]
+    sys.path[0] = script.rpartition("/")[0] or "/"
+    scope.update(__file__=script, __cached__=None, __loader__=SourceFileLoader("__main__", script), __annotations__={})
+    try:
+        with open(script, "rb") as f:
+            code = compile(f.read(), script, "exec", dont_inherit=True)
+        exec(code, scope)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        tb = exc.__traceback__
+        tb = tb.tb_next if tb is not None else None  # without this frame
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1) from None
+
+
+_execr_main()
+"""
+)
+
 _TEMPLATE: Final = """
 import sys, os, gc
+%(asyncio)s
 for _name in %(preload)r:
     __import__(_name)
 del _name
@@ -117,13 +228,13 @@ def _make_entry():
         status = 1
         req = None
         try:
-            size = unpack_from("<I", box, 16)[0]
-            pack_into("<Ii", box, 0, 0, 0)
-            if size == 0xFFFFFFFF:
+            size = unpack_from("<I", box, %(size_at)d)[0]
+            pack_into("<Ii", box, %(magic_at)d, 0, 0)
+            if size == %(in_file)d:
                 with open("/__execr__/request.bin", "rb") as f:
                     req = loads(f.read())
             else:
-                req = loads(bytes(box[20 : 20 + size]))
+                req = loads(bytes(box[%(payload_at)d : %(payload_at)d + size]))
             script, source = req["script"], req["code"]
             sys.argv[:] = [script, *req["args"]]
             sys.orig_argv[:] = ["python", script, *req["args"]]
@@ -166,7 +277,7 @@ def _make_entry():
             except BaseException:
                 pass
         flush()
-        pack_into("<Ii", box, 0, %(magic)d, status)
+        pack_into("<Ii", box, %(magic_at)d, %(magic)d, status)
 
     return __execr_entry__, box
 
@@ -206,9 +317,9 @@ _XOR: Final = 0x5A5A5A5A
 #: A reactor's plain path (no snapshot): run the entry at once on request.bin, exit with its status.
 _CALL: Final = (
     "import struct\n"
-    'struct.pack_into("<I", _mailbox, 16, 0xFFFFFFFF)\n'
+    'struct.pack_into("<I", _mailbox, %(size_at)d, %(in_file)d)\n'
     "_entry()\n"
-    'raise SystemExit(struct.unpack_from("<i", _mailbox, 4)[0])\n'
+    'raise SystemExit(struct.unpack_from("<i", _mailbox, %(status_at)d)[0])\n'
 )
 #: Runs reseed ``random`` (and numpy's legacy global generator) in the guest only when the host
 #: did not write fresh state into them (``reseed``: the host could not find them in the image).
@@ -237,13 +348,22 @@ def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool 
     ``call``: instead, run the entry right away on ``/__execr__/request.bin`` and exit with its
     status (a reactor's plain path: the same entry, without a snapshot).
     """
+    layout = {
+        "magic": _mailbox.MAGIC,
+        "magic_at": _mailbox.MAGIC_AT,
+        "status_at": _mailbox.STATUS_AT,
+        "size_at": _mailbox.SIZE_AT,
+        "payload_at": _mailbox.PAYLOAD_AT,
+        "in_file": _mailbox.IN_FILE,
+    }
     return _TEMPLATE % {
+        **layout,
         "preload": [*preload, *PRELOAD],
-        "magic": MAILBOX_MAGIC,
-        "mark": MAILBOX_MARK,
-        "box": REQUEST_BOX,
+        "mark": _mailbox.MARK,
+        "box": _mailbox.REQUEST_BOX,
         "reseed": _RESEED,
-        "publish": _CALL if call else (_PUBLISH if reactor else _ABORT) % {"mult": _MULT, "xor": _XOR},
+        "publish": (_CALL % layout) if call else (_PUBLISH if reactor else _ABORT) % {"mult": _MULT, "xor": _XOR},
+        "asyncio": ASYNCIO_HOOK,
     }
 
 
