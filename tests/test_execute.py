@@ -310,7 +310,7 @@ def test_mount_guest_paths_change_between_runs(run, tmp_path):
 
 def _raises(runtime, match: str, code: object = "pass", **kw) -> InvalidArgument:
     with pytest.raises(InvalidArgument, match=match) as info:
-        execr.execute(code, runtime=runtime, **kw)
+        runtime.execute(code, **kw)
     return info.value
 
 
@@ -332,13 +332,45 @@ def test_memory_limit_above_4gib(runtime):
 
 
 def test_unknown_kwarg(runtime):
-    """An unknown keyword argument is refused (TypeError at the signature, InvalidArgument via Runtime)."""
-    with pytest.raises(TypeError, match="bogus"):
-        execr.execute("pass", bogus=1, runtime=runtime)  # type: ignore[call-arg]
+    """An unknown keyword argument is refused with InvalidArgument naming it, on every spelling."""
     with pytest.raises(InvalidArgument, match="bogus"):
-        runtime.execute("pass", bogus=1)
+        execr.execute("pass", bogus=1)  # type: ignore[call-arg]
     with pytest.raises(InvalidArgument, match="bogus"):
-        execr.execute("pass", limits={"bogus": 1}, runtime=runtime)
+        runtime.execute("pass", bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(InvalidArgument, match="bogus"):
+        runtime.execute("pass", limits={"bogus": 1})
+
+
+def test_runtime_object_in_runtime_is_deprecated(runtime):
+    """runtime= names the CPython; a Runtime object there still runs, with a DeprecationWarning."""
+    with pytest.warns(DeprecationWarning, match=r"rt\.execute"):
+        r = execr.execute("print(1)", runtime=runtime)  # type: ignore[typeddict-item]
+    assert r.stdout == "1\n"
+
+
+def test_execute_async_runs_off_the_event_loop():
+    """execute_async returns the same Result as execute, and the loop keeps running meanwhile."""
+    import asyncio
+
+    async def main() -> tuple[execr.Result, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        result = await execr.execute_async("import time; time.sleep(0.3); print('done')")
+        ticker.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    assert result.stdout == "done\n"
+    assert ticks >= 5
+    with pytest.raises(InvalidArgument):
+        asyncio.run(execr.execute_async("pass", timeout=-1))
 
 
 def test_args_as_str(runtime):

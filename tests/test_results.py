@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -51,7 +52,7 @@ def test_outcome_is_a_str_enum():
         (Outcome.MEMORY_LIMIT, GuestMemoryLimit, MemoryError),
         (Outcome.FILE_LIMIT, GuestFileLimit, None),
         (Outcome.CRASHED, GuestCrashed, None),
-        (Outcome.CANCELLED, GuestCrashed, None),
+        (Outcome.CANCELLED, execr.GuestCancelled, None),
     ],
 )
 def test_raise_for_outcome(outcome, exc_type, builtin):
@@ -123,3 +124,24 @@ def test_raise_for_outcome_on_real_failure(run):
     with pytest.raises(GuestFailed) as info:
         run("raise ValueError('x')").raise_for_outcome()
     assert info.value.result.exit_code == 1
+
+
+def test_output_is_stored_once_as_bytes():
+    """Result keeps the bytes; stdout/stderr are their text, and truncation is one flag away."""
+    result = Result(stdout_bytes=b"caf\xc3\xa9 \xff", stderr_bytes=b"e", stdout_dropped=10)
+    assert result.stdout == "café \ufffd" and result.stderr == "e"
+    assert result.stdout_truncated and not result.stderr_truncated
+    assert "stdout" not in {f.name for f in dataclasses.fields(Result)}
+
+
+def test_mount_validates_when_built(tmp_path):
+    """Mount(...) itself checks its host directory and guest path, like Mount.of."""
+    import execr
+
+    assert execr.Mount(tmp_path, "/data").host == tmp_path.resolve()
+    with pytest.raises(execr.InvalidArgument, match="does not exist"):
+        execr.Mount(tmp_path / "missing", "/data")
+    with pytest.raises(execr.InvalidArgument, match="absolute"):
+        execr.Mount(tmp_path, "data")
+    with pytest.raises(execr.InvalidArgument, match="reserves"):
+        execr.Mount(tmp_path, "/__execr__/x")

@@ -17,11 +17,12 @@ plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr), ``EXECR_D
 (the CLI shows internal tracebacks instead of one-line errors).
 """
 
-from ._api import execute
+from ._api import execute, execute_async
 from ._batch import run_batch
 from ._binary import binary
 from ._exceptions import (
     ExecrError,
+    GuestCancelled,
     GuestCrashed,
     GuestFailed,
     GuestFileLimit,
@@ -30,14 +31,16 @@ from ._exceptions import (
     GuestTimedOut,
     InvalidArgument,
     OutcomeError,
+    PoolFull,
     RuntimeClosed,
     RuntimeUnavailable,
 )
 from ._limits import UNSET, Limits
 from ._many import execute_many, execute_many_async, iter_results
 from ._mounts import Mount
-from ._pool import PoolFull, WorkerPool
+from ._pool import WorkerPool
 from ._results import Outcome, OutputFile, Result
+from ._run_options import RunOptions
 from ._runtime import Runtime
 
 __version__ = "0.1.0"
@@ -45,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "UNSET",
     "ExecrError",
+    "GuestCancelled",
     "GuestCrashed",
     "GuestFailed",
     "GuestFileLimit",
@@ -59,6 +63,7 @@ __all__ = [
     "OutputFile",
     "PoolFull",
     "Result",
+    "RunOptions",
     "Runtime",
     "RuntimeClosed",
     "RuntimeUnavailable",
@@ -66,6 +71,7 @@ __all__ = [
     "__version__",
     "binary",
     "execute",
+    "execute_async",
     "execute_many",
     "execute_many_async",
     "iter_results",

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import warnings
+from collections.abc import Sequence
+from typing import Unpack
 
-from ._limits import UNSET, Limits, Unset
-from ._mounts import Mount
+from ._limits import UNSET, Unset
 from ._request import make_request
 from ._results import Result
+from ._run_options import RunOptions
 from ._runtime import Runtime, default_runtime
 
-__all__ = ["execute"]
-
-Limit = Any  # float | int | None | Unset, checked by Limits
+__all__ = ["execute", "execute_async"]
 
 
 def execute(
@@ -25,21 +25,7 @@ def execute(
     fuel: int | Unset | None = UNSET,
     mount_fs: str | os.PathLike[str] | None = None,
     stdio: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    mounts: Iterable[Mount | str | tuple[Any, ...]] = (),
-    pythonpath: str | os.PathLike[str] | Unset | None = UNSET,
-    limits: Limits | Mapping[str, Any] | None = None,
-    timeout: Limit = UNSET,
-    memory_limit: Limit = UNSET,
-    max_stdout: Limit = UNSET,
-    max_stderr: Limit = UNSET,
-    max_file_bytes: Limit = UNSET,
-    max_files: Limit = UNSET,
-    max_returned_file_bytes: Limit = UNSET,
-    snapshot: bool = True,
-    runtime: Runtime | str | None = None,
+    **options: Unpack[RunOptions],
 ) -> Result:
     """Run ``code`` as ``python main.py ARGS`` in a fresh WebAssembly sandbox.
 
@@ -58,36 +44,40 @@ def execute(
 
     ``runtime`` picks the CPython: ``"default"`` (3.12, the standard library) or
     ``"scientific"`` (3.15 with numpy, pandas, scipy, scikit-learn...; needs
-    ``pip install 'execr[scientific]'``), run on the process-wide ``Runtime``; or a
-    ``Runtime`` instance to run the default CPython on.
+    ``pip install 'execr[scientific]'``), run on the process-wide ``Runtime``. To run on a
+    ``Runtime`` of your own, call its ``execute`` (passing one as ``runtime=`` still works,
+    with a ``DeprecationWarning``). The keyword options are ``RunOptions``.
 
     Guest failures (tracebacks, exits, traps, limits) are returned in the ``Result``;
     invalid arguments raise ``InvalidArgument``.
     """
-    overrides = {
-        "timeout": timeout,
-        "memory_limit": memory_limit,
-        "max_stdout": max_stdout,
-        "max_stderr": max_stderr,
-        "max_file_bytes": max_file_bytes,
-        "max_files": max_files,
-        "max_returned_file_bytes": max_returned_file_bytes,
-    }
-    request = make_request(
-        code,
-        stdin,
-        args,
-        use_fuel=use_fuel,
-        fuel=fuel,
-        mount_fs=mount_fs,
-        stdio=stdio,
-        env=env,
-        files=files,
-        mounts=mounts,
-        pythonpath=pythonpath,
-        limits=limits,
-        snapshot=snapshot,
-        runtime="default" if runtime is None or isinstance(runtime, Runtime) else runtime,
-        **{k: v for k, v in overrides.items() if v is not UNSET},
-    )
-    return (runtime if isinstance(runtime, Runtime) else default_runtime()).run(request)
+    runtime: object = options.get("runtime")
+    if isinstance(runtime, Runtime):  # the old spelling: a Runtime object in runtime=
+        warnings.warn(
+            "execute(runtime=<Runtime>) is deprecated: call rt.execute(...); runtime= names the CPython",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        del options["runtime"]
+        return runtime.execute(code, stdin, args, use_fuel, fuel, mount_fs, stdio, **options)
+    request = make_request(code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options)
+    return default_runtime().run(request)
+
+
+async def execute_async(
+    code: str,
+    stdin: str | bytes = "",
+    args: Sequence[str] | None = None,
+    use_fuel: bool = False,
+    fuel: int | Unset | None = UNSET,
+    mount_fs: str | os.PathLike[str] | None = None,
+    stdio: str | os.PathLike[str] | None = None,
+    **options: Unpack[RunOptions],
+) -> Result:
+    """``execute`` for asyncio: the run happens on a worker thread, the event loop stays free.
+
+    The arguments and the result are ``execute``'s. The request is validated before the
+    thread starts, so bad input raises here at once.
+    """
+    request = make_request(code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options)
+    return await asyncio.to_thread(default_runtime().run, request)

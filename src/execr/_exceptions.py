@@ -6,19 +6,22 @@
     ├── InvalidArgument (ValueError)       bad input to an execr API; names the argument
     ├── RuntimeUnavailable (RuntimeError)  the CPython binary is missing, corrupt or cannot load
     ├── RuntimeClosed (RuntimeError)       a closed Runtime, pool or session was used
+    ├── PoolFull (queue.Full)              ``WorkerPool.submit(block=False)`` found the queue full
     └── OutcomeError                       raised by ``Result.raise_for_outcome()``
         ├── GuestFailed                    the program exited with a non-zero code
         ├── GuestTimedOut (TimeoutError)   the wall-clock limit stopped it
         ├── GuestOutOfFuel                 the fuel limit stopped it
         ├── GuestMemoryLimit (MemoryError) the memory limit stopped it
         ├── GuestFileLimit                 it wrote more files or bytes than allowed
-        └── GuestCrashed                   a trap or an execr-side failure ended it
+        ├── GuestCrashed                   a trap or an execr-side failure ended it
+        └── GuestCancelled                 the host stopped it (cancel, shutdown, Ctrl-C in a worker)
 
 Guest failures are data (a ``Result``); only host misuse raises.
 """
 
 from __future__ import annotations
 
+import queue
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExecrError",
+    "GuestCancelled",
     "GuestCrashed",
     "GuestFailed",
     "GuestFileLimit",
@@ -34,6 +38,7 @@ __all__ = [
     "GuestTimedOut",
     "InvalidArgument",
     "OutcomeError",
+    "PoolFull",
     "RuntimeClosed",
     "RuntimeUnavailable",
 ]
@@ -86,3 +91,11 @@ class GuestFileLimit(OutcomeError):
 
 class GuestCrashed(OutcomeError):
     """The guest ended with a trap (or execr failed to run it); see ``result.error``."""
+
+
+class GuestCancelled(OutcomeError):
+    """The host stopped the run before it ended (a cancel, a server shutdown)."""
+
+
+class PoolFull(ExecrError, queue.Full):
+    """``WorkerPool.submit(..., block=False)`` found ``max_queue`` requests already pending."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, Literal
 
 from . import _exceptions as exc
 
-__all__ = ["Outcome", "OutputFile", "Result"]
+__all__ = ["Mode", "Outcome", "OutputFile", "Result"]
 
 
 class Outcome(enum.StrEnum):
@@ -32,7 +32,7 @@ _RAISES: dict[Outcome, type[exc.OutcomeError]] = {
     Outcome.MEMORY_LIMIT: exc.GuestMemoryLimit,
     Outcome.FILE_LIMIT: exc.GuestFileLimit,
     Outcome.CRASHED: exc.GuestCrashed,
-    Outcome.CANCELLED: exc.GuestCrashed,
+    Outcome.CANCELLED: exc.GuestCancelled,
 }
 
 
@@ -73,34 +73,65 @@ class OutputFile:
         return {"path": self.path, "size": self.size, "truncated": self.truncated, **_blob("content", self.content)}
 
 
+Mode = Literal["snapshot", "plain"]
+"""How the run started: from the pre-initialized snapshot, or CPython's own ``_start``."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
     """Everything one run produced.
 
-    The seed's fields are kept: ``stdout``, ``stderr``, ``fuel_consumed``, ``memory``
-    (64 KiB pages of linear memory at the end) and ``data_len`` (its size in bytes).
+    The output is stored once, as bytes (``stdout_bytes``, ``stderr_bytes``: exactly what the
+    guest wrote, head and tail kept under the cap); ``stdout`` and ``stderr`` are its text
+    (invalid UTF-8 replaced). ``stdout_truncated`` says whether the middle was dropped
+    (``stdout_dropped`` bytes). The seed's fields are kept: ``stdout``, ``stderr``,
+    ``fuel_consumed``, ``memory`` (64 KiB pages of linear memory at the end) and ``data_len``
+    (its size in bytes).
     """
 
-    stdout: str = ""
-    stderr: str = ""
+    stdout_bytes: bytes = b""
+    stderr_bytes: bytes = b""
     fuel_consumed: int | None = None
     memory: int = 0
     data_len: int = 0
     outcome: Outcome = Outcome.COMPLETED
     exit_code: int | None = 0
     duration: float = 0.0
-    stdout_bytes: bytes = b""
-    stderr_bytes: bytes = b""
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     files: tuple[OutputFile, ...] = ()
     error: str | None = None
-    mode: str = "snapshot"
+    mode: Mode = "snapshot"
 
     @classmethod
     def build(cls, *, stdout: bytes = b"", stderr: bytes = b"", **fields: Any) -> Result:
-        """Make a result from raw output bytes (text fields are derived from them)."""
-        return cls(stdout=_text(stdout), stderr=_text(stderr), stdout_bytes=stdout, stderr_bytes=stderr, **fields)
+        """Make a result from raw output bytes."""
+        return cls(stdout_bytes=stdout, stderr_bytes=stderr, **fields)
+
+    @classmethod
+    def failure(cls, outcome: Outcome, error: str, *, mode: Mode = "snapshot", duration: float = 0.0) -> Result:
+        """A result for a run that produced nothing: a crash outside the guest, a cancel, bad input."""
+        return cls(outcome=outcome, exit_code=None, error=error, mode=mode, duration=duration)
+
+    @property
+    def stdout(self) -> str:
+        """What the guest wrote to stdout, as text (invalid UTF-8 replaced)."""
+        return _text(self.stdout_bytes)
+
+    @property
+    def stderr(self) -> str:
+        """What the guest wrote to stderr, as text (invalid UTF-8 replaced)."""
+        return _text(self.stderr_bytes)
+
+    @property
+    def stdout_truncated(self) -> bool:
+        """True when stdout passed ``max_stdout`` and its middle was dropped."""
+        return self.stdout_dropped > 0
+
+    @property
+    def stderr_truncated(self) -> bool:
+        """True when stderr passed ``max_stderr`` and its middle was dropped."""
+        return self.stderr_dropped > 0
 
     @property
     def ok(self) -> bool:
@@ -162,5 +193,5 @@ class Result:
             data_len=data.get("data_len", 0),
             files=files,
             error=data.get("error"),
-            mode=data.get("mode", "snapshot"),
+            mode="plain" if data.get("mode") == "plain" else "snapshot",
         )
