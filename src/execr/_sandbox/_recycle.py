@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -102,8 +103,13 @@ _compiled: weakref.WeakSet[Compiled] = weakref.WeakSet()
 
 
 def _release_all() -> None:
+    """At exit: retire every kept instance, and free the compiled modules while wasmtime's
+    bindings still work (left to finalizers, they fail noisily during interpreter shutdown)."""
     for compiled in list(_compiled):
         compiled.release()
+        for obj in (compiled.pre, compiled.module):
+            with contextlib.suppress(Exception):
+                obj.close()
 
 
 at_exit(Phase.INSTANCES, _release_all)
