@@ -34,7 +34,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import execr  # noqa: E402
 from execr import WorkerPool  # noqa: E402
-from execr._batch import run_batch  # noqa: E402
+from execr._parallel._batch import run_batch  # noqa: E402
 from execr._request import make_request  # noqa: E402
 
 KEY = "bench-fuzz-key-0123456789"

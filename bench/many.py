@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from execr._batch import run_batch
-from execr._many import execute_many, iter_results
-from execr._pool import WorkerPool
+from execr._parallel._batch import run_batch
+from execr._parallel._many import execute_many, iter_results
+from execr._parallel._pool import WorkerPool
 
 MiB = 1024 * 1024
 HOSTILE = [

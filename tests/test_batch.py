@@ -1,4 +1,4 @@
-"""Tests for execr._batch: JSONL round trip, resume without duplicates, malformed lines, CLI parser."""
+"""Tests for execr._parallel._batch: JSONL round trip, resume without duplicates, malformed lines, CLI parser."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from execr import InvalidArgument
-from execr._batch import add_batch_parser, run_batch
+from execr._parallel._batch import add_batch_parser, run_batch
 
 pytestmark = pytest.mark.guest
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import execr
-from execr import _cache
+from execr._image import _cache
 
 
 def test_verified_round_trip(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import execr
-from execr import _binary
+from execr._image import _binary
 from execr._options import size as _size
 from execr.cli import main
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execr import WorkerPool
-from execr._batch import run_batch
+from execr._parallel._batch import run_batch
 from execr.cli import main
 
 pytestmark = pytest.mark.guest

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from execr import Outcome, Result
-from execr._flavors import DEFAULT
-from execr._guest import PLAIN_MAIN
+from execr._image._flavors import DEFAULT
+from execr._image._guest import PLAIN_MAIN
 
 pytestmark = pytest.mark.guest
 

@@ -1,4 +1,4 @@
-"""Tests for execr._many: execute_many, iter_results, async twin, result cache, Ray backend."""
+"""Tests for execr._parallel._many: execute_many, iter_results, async twin, result cache, Ray backend."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from execr import Outcome
-from execr._many import ResultCache, execute_many, execute_many_async, iter_results
+from execr._parallel._many import ResultCache, execute_many, execute_many_async, iter_results
 from execr._request import make_request
 
 pytestmark = pytest.mark.guest
@@ -116,7 +116,8 @@ def test_result_cache_never_serves_what_host_paths_changed(tmp_path, monkeypatch
 
 def test_result_cache_writes_through_the_cache_module(tmp_path, monkeypatch):
     """ResultCache.put stores with _cache.atomic_write (one implementation), and a failing write is harmless."""
-    from execr import Result, _cache
+    from execr import Result
+    from execr._image import _cache
 
     calls = []
     real = _cache.atomic_write

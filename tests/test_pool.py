@@ -1,4 +1,4 @@
-"""Tests for execr._pool.WorkerPool: ordering, crash isolation, hostile items, cancel, close,
+"""Tests for execr._parallel._pool.WorkerPool: ordering, crash isolation, hostile items, cancel, close,
 interpreter exit and garbage collection, and callers whose ``__main__`` workers must not import."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from execr import Outcome, RuntimeClosed
-from execr._pool import WorkerPool
+from execr._parallel._pool import WorkerPool
 from execr._request import make_request
 
 pytestmark = pytest.mark.guest
@@ -94,7 +94,7 @@ def test_close_cancels_pending_and_refuses_new():
 def test_worker_that_cannot_start_fails_the_item_not_the_pool(monkeypatch):
     """When no worker process can be started (no fds or processes left), the item gets a CRASHED
     result naming why instead of hanging, and the pool recovers once workers can start again."""
-    import execr._pool as pool_module
+    import execr._parallel._pool as pool_module
 
     real = pool_module._Worker
     broken = {"on": True}
@@ -119,7 +119,7 @@ import atexit, sys
 futures = []
 # Registered before execr is imported, so it runs after execr's own exit handler (LIFO).
 atexit.register(lambda: print("OUTCOMES", *sorted({f.result(0).outcome.value for f in futures}), flush=True))
-from execr._pool import WorkerPool
+from execr._parallel._pool import WorkerPool
 from execr._request import make_request
 if __name__ == "__main__":  # so that the code before this change fails by hanging, not by re-running this
     pool = WorkerPool(2)
@@ -245,7 +245,7 @@ def test_execute_many_from_repl(tmp_path: Path) -> None:
 
 _FORK = """
 import os, sys
-from execr._pool import WorkerPool
+from execr._parallel._pool import WorkerPool
 from execr._request import make_request
 if __name__ == "__main__":
     pool = WorkerPool(1)

@@ -12,8 +12,9 @@ import time
 import pytest
 import wasmtime as wt
 
-from execr import Outcome, _sandbox, _wasm
+from execr import Outcome, _sandbox
 from execr._guestfs import Caps, GuestFiles
+from execr._image import _wasm
 from execr._limits import Limits
 from execr._output import Capture
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import execr
-from execr import _binary, _flavors, _snapshot
 from execr._exceptions import InvalidArgument, RuntimeUnavailable
+from execr._image import _binary, _flavors, _snapshot
 from execr._request import make_request
 from execr.cli import main
 

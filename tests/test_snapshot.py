@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import execr
-from execr import _runtime, _sandbox, _snapshot
+from execr import _runtime, _sandbox
 from execr._exceptions import RuntimeUnavailable
 from execr._guestfs import Caps, GuestFiles
+from execr._image import _snapshot
 from execr._limits import Limits
 from execr._mounts import SCRIPT
 from execr._output import Capture

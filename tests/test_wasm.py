@@ -1,4 +1,4 @@
-"""Tests for execr._wasm: section-level reading, instrumenting, rebuilding and code scanning."""
+"""Tests for execr._image._wasm: section-level reading, instrumenting, rebuilding and code scanning."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import wasmtime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from execr import _wasm
-from execr._wasm import (
+from execr._image import _wasm
+from execr._image._wasm import (
     GROW_FAILURES_EXPORT,
     HEADER,
     PAGE_SIZE,

@@ -18,8 +18,6 @@ plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr), ``EXECR_D
 """
 
 from ._api import execute, execute_async
-from ._batch import run_batch
-from ._binary import binary
 from ._exceptions import (
     ExecrError,
     GuestCancelled,
@@ -35,10 +33,12 @@ from ._exceptions import (
     RuntimeClosed,
     RuntimeUnavailable,
 )
+from ._image._binary import binary
 from ._limits import UNSET, Limits
-from ._many import execute_many, execute_many_async, iter_results
 from ._mounts import Mount
-from ._pool import WorkerPool
+from ._parallel._batch import run_batch
+from ._parallel._many import execute_many, execute_many_async, iter_results
+from ._parallel._pool import WorkerPool
 from ._results import Outcome, OutputFile, Result
 from ._run_options import RunOptions
 from ._runtime import Runtime

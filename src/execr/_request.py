@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import InvalidArgument
-from ._flavors import NAMES, flavor
+from ._image._flavors import NAMES, flavor
 from ._limits import DEFAULT_LIMITS, UNSET, Limits
 from ._mounts import SLOTS, Mount, guest_path, host_dir
 

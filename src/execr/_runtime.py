@@ -21,15 +21,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
-from . import _cache, _mailbox
-from ._binary import PYTHON_VERSION, Binary, load
-from ._cache import cache_dir
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
-from ._flavors import NAMES, Flavor, flavor, preload_list
-from ._guest import BOOTSTRAP_VERSION
 from ._guestfs import Caps, GuestFiles, Tree
+from ._image import _cache, _mailbox
+from ._image._binary import PYTHON_VERSION, Binary, load
+from ._image._cache import cache_dir
+from ._image._flavors import NAMES, Flavor, flavor, preload_list
+from ._image._guest import BOOTSTRAP_VERSION
+from ._image._mailbox import REQUEST_BOX
 from ._limits import UNSET, Unset
-from ._mailbox import REQUEST_BOX
 from ._mounts import PACKAGES, SCRIPT, SLOTS
 from ._output import Capture
 from ._request import Request, make_request
@@ -38,7 +38,8 @@ from ._run_options import RunOptions
 from ._workspace import Workspace, check_outputs, write_outputs
 
 if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import execr`` stays cheap
-    from . import _sandbox, _snapshot
+    from . import _sandbox
+    from ._image import _snapshot
 
 __all__ = ["Runtime", "default_runtime"]
 
@@ -132,13 +133,14 @@ class Runtime:
         return self._preload if spec.reactor else ()
 
     def _artifacts(self, runtime: str = "default") -> _snapshot.Artifacts:
-        from . import _snapshot  # imported on first use: they load wasmtime
+        from ._image import _snapshot  # imported on first use: it loads wasmtime
 
         spec = flavor(runtime)
         return _snapshot.artifacts(self.files(runtime), self.cache_dir, spec, self._preload_of(spec))
 
     def _plain_module(self, runtime: str = "default") -> _sandbox.Compiled:
-        from . import _sandbox, _snapshot  # imported on first use: they load wasmtime
+        from . import _sandbox  # imported on first use: they load wasmtime
+        from ._image import _snapshot
 
         built = self._built[flavor(runtime).name]
         with built.lock:
@@ -151,7 +153,8 @@ class Runtime:
             return built.plain
 
     def _snapshot_module(self, runtime: str = "default") -> _snapshot.Snapshot | None:
-        from . import _sandbox, _snapshot  # imported on first use: they load wasmtime
+        from . import _sandbox  # imported on first use: they load wasmtime
+        from ._image import _snapshot
 
         spec = flavor(runtime)
         built = self._built[spec.name]

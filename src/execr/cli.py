@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
 from . import __version__
-from ._binary import PYTHON_VERSION
 from ._exceptions import ExecrError, InvalidArgument
-from ._flavors import NAMES
+from ._image._binary import PYTHON_VERSION
+from ._image._flavors import NAMES
 from ._limits import DEFAULT_LIMITS, UNSET
 from ._options import count, seconds, size
 from ._results import Outcome, Result
@@ -376,7 +376,7 @@ def _add_serve(sub: Any) -> None:
 
 
 def _add_batch(sub: Any) -> None:
-    from ._batch import add_batch_parser
+    from ._parallel._batch import add_batch_parser
 
     add_batch_parser(sub)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime as wt
 
-from .. import _mailbox
+from .._image import _mailbox
 
 if TYPE_CHECKING:
     from ._host import EntryPoint

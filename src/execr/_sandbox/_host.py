@@ -13,13 +13,14 @@ from typing import Any
 import wasmtime as wt
 from wasmtime import _bindings as ffi
 
-from .. import _cache, _guestfs
+from .. import _guestfs
 from .._exceptions import RuntimeUnavailable
+from .._image import _cache
+from .._image._wasm import GROW_FAILURES_EXPORT
 from .._limits import Limits
 from .._output import Capture
 from .._results import Outcome
 from .._verdict import Evidence, Trap, verdict
-from .._wasm import GROW_FAILURES_EXPORT
 from ._boot import BootImage, boot
 from ._consts import UNLIMITED_FUEL
 from ._entry import enter, start

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 
 from .._api import execute
-from .._binary import binary
+from .._image._binary import binary
 from .._results import Result
 
 __all__ = ["Result", "RuntimeConfig", "_execute", "binary", "execute"]

@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidArgument
-from .._flavors import NAMES
+from .._image._flavors import NAMES
 from .._options import at_least, count, seconds, size
 from ._config import ServerConfig, key_id, load_api_keys
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .._exceptions import InvalidArgument, RuntimeClosed
-from .._pool import PoolFull, WorkerPool
+from .._parallel._pool import PoolFull, WorkerPool
 from .._request import Request as RunRequest
 from .._request import make_request
 from .._results import Outcome, Result

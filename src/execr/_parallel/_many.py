@@ -24,10 +24,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import _cache
-from ._exceptions import InvalidArgument
-from ._request import Request, make_request
-from ._results import Outcome, Result
+from .._exceptions import InvalidArgument
+from .._image import _cache
+from .._request import Request, make_request
+from .._results import Outcome, Result
 
 __all__ = ["ResultCache", "execute_many", "execute_many_async", "iter_results"]
 
@@ -100,7 +100,7 @@ class ResultCache:
         """The cache key, or None when the run must not be cached (it reads or writes host paths)."""
         if request.mounts or request.mount_fs is not None or request.stdio is not None or request.pythonpath:
             return None
-        from ._binary import SCIENTIFIC_STDLIB_SHA256, SCIENTIFIC_WASM_SHA256, SHA256
+        from .._image._binary import SCIENTIFIC_STDLIB_SHA256, SCIENTIFIC_WASM_SHA256, SHA256
 
         canonical = {
             "code": request.code,
@@ -325,7 +325,7 @@ class _RayRuntime:
     """A Ray actor holding a warm Runtime whose modules come from the object store."""
 
     def __init__(self, artifacts: dict[str, bytes], runtimes: list[str], snapshot: bool) -> None:
-        from ._runtime import Runtime
+        from .._runtime import Runtime
 
         root = Path(tempfile.gettempdir()) / f"execr-ray-{os.getuid() if hasattr(os, 'getuid') else 0}"
         for dirname in sorted({name.split("/", 1)[0] for name in artifacts}):
@@ -359,7 +359,7 @@ def _ray(requests: list[tuple[int, Request]], workers: int | None, out: Any) -> 
     except ImportError:
         raise InvalidArgument("backend='ray' needs Ray: pip install 'execr[ray]'") from None
     global _actor_class
-    from ._runtime import Runtime
+    from .._runtime import Runtime
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)

@@ -25,16 +25,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .._exceptions import RuntimeUnavailable
+from .._guestfs import Caps, GuestFiles, Tree
+from .._limits import Limits
+from .._mounts import SLOTS, slot_placeholder
+from .._output import Capture
+from .._sandbox import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
+from .._workspace import Workspace
 from . import _cache, _guest, _wasm
 from ._binary import Binary
-from ._exceptions import RuntimeUnavailable
 from ._flavors import DEFAULT, Flavor
-from ._guestfs import Caps, GuestFiles, Tree
-from ._limits import Limits
-from ._mounts import SLOTS, slot_placeholder
-from ._output import Capture
-from ._sandbox import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
-from ._workspace import Workspace
 
 __all__ = ["Artifacts", "Snapshot", "artifacts", "cache_key", "load", "load_plain"]
 

@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument
+from .._options import positive
+from .._request import HOST_PATH_FIELDS
 from ._many import iter_results
-from ._options import positive
-from ._request import HOST_PATH_FIELDS
 
 __all__ = ["add_batch_parser", "run_batch"]
 

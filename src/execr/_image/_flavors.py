@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from .._exceptions import InvalidArgument
+from .._mounts import Preopen
 from . import _binary, _guest
 from ._binary import Binary
-from ._exceptions import InvalidArgument
-from ._mounts import Preopen
 
 __all__ = ["DEFAULT", "FLAVORS", "NAMES", "SCIENTIFIC", "Flavor", "flavor", "preload_list"]
 

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from ._exceptions import RuntimeUnavailable
+from .._exceptions import RuntimeUnavailable
 
 __all__ = [
     "PYTHON_VERSION",

@@ -44,13 +44,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Unpack, cast
 
-from ._exceptions import InvalidArgument, PoolFull, RuntimeClosed
-from ._flavors import flavor
-from ._limits import UNSET, Unset
-from ._process import Phase, at_exit
-from ._request import Request, make_request
-from ._results import Mode, Outcome, Result
-from ._run_options import RunOptions
+from .._exceptions import InvalidArgument, PoolFull, RuntimeClosed
+from .._image._flavors import flavor
+from .._limits import UNSET, Unset
+from .._process import Phase, at_exit
+from .._request import Request, make_request
+from .._results import Mode, Outcome, Result
+from .._run_options import RunOptions
 
 __all__ = ["PoolFull", "WorkerPool"]
 
@@ -70,7 +70,7 @@ _conn, _control = Connection(int(sys.argv[1])), Connection(int(sys.argv[2]), wri
 del sys.argv[1:]
 _init = _conn.recv()
 sys.path[:] = _init.pop("sys_path")
-from execr._pool import _worker_main
+from execr._parallel._pool import _worker_main
 _worker_main(_conn, _control, **_init)
 """
 
@@ -99,7 +99,7 @@ def _worker_main(
     the parent goes away (its end of the control pipe closes), the run in progress is
     cancelled and the worker exits instead of running on as an orphan.
     """
-    from ._runtime import Runtime
+    from .._runtime import Runtime
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
