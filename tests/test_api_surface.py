@@ -66,3 +66,47 @@ def test_closed_runtime_refuses_runs():
         pass
     else:
         raise AssertionError("a closed Runtime ran code")
+
+
+#: execr's layers, bottom up: a module may import its own layer or those below, never one above.
+LAYERS = [
+    {"_exceptions", "_limits", "_results", "_run_options", "_verdict", "_process", "_output", "_mounts", "_mailbox"}
+    | {"_exports", "_options"},
+    {"_guestfs", "_roots", "_workspace"},
+    {"_sandbox"},
+    {"_image"},
+    {"_request", "_runtime", "_api"},
+    {"_parallel"},
+    {"cli", "server", "testing", "executor", "__init__", "__main__"},
+]
+
+
+def _layer(top: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_no_module_imports_a_higher_layer():
+    """The layout's layers hold: every execr import points to the importer's layer or a lower one."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        here = rel.parts[0].removesuffix(".py")
+        package = rel.parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                if node.module:
+                    targets.append((*base, *node.module.split("."))[0] if base else node.module.split(".")[0])
+                else:
+                    targets += [base[0] if base else a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("execr."):
+                targets.append(node.module.split(".")[1])  # type: ignore[union-attr]
+            elif isinstance(node, ast.ImportFrom) and node.module == "execr":
+                targets += [a.name for a in node.names]
+            for target in targets:
+                if target in {"execr"} or not any(target in names for names in LAYERS):
+                    continue
+                if _layer(target) > _layer(here):
+                    bad.append(f"{rel} imports {target}")
+    assert not bad, bad

@@ -32,7 +32,7 @@ def _run(wat: str, **limits: object) -> tuple[_sandbox.RawRun, bytes]:
         '(memory (export "memory") 1) (global (mut i32) (i32.const 9)) (table 1 funcref)',
         1,
     )
-    compiled = host.compile(_wasm.instrument(wt.wat2wasm(wat)), None)
+    compiled = host.compile(_wasm.instrument(wt.wat2wasm(wat)))
     stdout, stderr = Capture(None), Capture(None)
     lim = Limits(**{"timeout": 5.0, "memory_limit": None, **limits})  # type: ignore[arg-type]
     with GuestFiles([], stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:

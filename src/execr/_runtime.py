@@ -21,15 +21,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
+from . import _mailbox
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
 from ._guestfs import Caps, GuestFiles, Tree
-from ._image import _cache, _mailbox
+from ._image import _cache
 from ._image._binary import PYTHON_VERSION, Binary, load
 from ._image._cache import cache_dir
 from ._image._flavors import NAMES, Flavor, flavor, preload_list
 from ._image._guest import BOOTSTRAP_VERSION
-from ._image._mailbox import REQUEST_BOX
 from ._limits import UNSET, Unset
+from ._mailbox import REQUEST_BOX
 from ._mounts import PACKAGES, SCRIPT, SLOTS
 from ._output import Capture
 from ._request import Request, make_request

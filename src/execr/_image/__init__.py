@@ -5,6 +5,5 @@
 - ``_cache``: the on-disk cache of compiled modules and snapshots (atomic, checksummed, locked);
 - ``_wasm``: the WebAssembly rewriter (exports, the refused-grow counter, snapshot rebuild);
 - ``_guest``: the Python that runs inside the guest to boot the snapshot and enter each run;
-- ``_mailbox``: the layout of the buffer host and guest exchange requests through;
 - ``_snapshot``: booting the bootstrap once and rebuilding the module around its memory.
 """

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from . import _mailbox
+from .. import _mailbox
 
 __all__ = [
     "ASYNCIO_HOOK",

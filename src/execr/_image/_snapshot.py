@@ -131,13 +131,14 @@ def artifacts(binary: Binary, cache_dir: Path, flavor: Flavor = DEFAULT, preload
 def load_plain(host: Host, binary: Binary, where: Artifacts, progress: Progress, flavor: Flavor = DEFAULT) -> Compiled:
     """The plain module (the binary with its stack pointer and table exported), compiled."""
     with _cache.locked(where.plain_lock):
-        compiled = host.load_cached(where.plain)
+        compiled = host.load(_cache.read_verified(where.plain))
         if compiled is None:
             if flavor.reactor:
                 progress(f"compiling the {flavor.name} CPython {flavor.python_version} runtime (one time, 1-2 min)...")
             else:
                 progress("compiling the CPython runtime (one time, ~10-30 s)...")
-            compiled = host.compile(_wasm.instrument(binary.data), where.plain)
+            compiled = host.compile(_wasm.instrument(binary.data))
+            _cache.write_verified(where.plain, compiled.serialize())
         return compiled
 
 
@@ -243,7 +244,7 @@ def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: 
 def _from_cache(host: Host, binary: Binary, where: Artifacts) -> Snapshot | None:
     """The cached snapshot, or None when absent or unusable (then it is rebuilt; a bad entry is logged)."""
     meta = _cache.read_verified(where.meta)
-    compiled = host.load_cached(where.snapshot) if meta is not None else None
+    compiled = host.load(_cache.read_verified(where.snapshot)) if meta is not None else None
     if meta is None or compiled is None:
         return None
     try:
@@ -302,7 +303,8 @@ def load(
         wasm = _wasm.rebuild(_wasm.instrument(binary.data), boot.memory, boot.stack_pointer)
         host.validate(wasm)
         progress("  compiling the snapshot module" + (" (the longest step: minutes)..." if flavor.reactor else "..."))
-        compiled = host.compile(wasm, where.snapshot)
+        compiled = host.compile(wasm)
+        _cache.write_verified(where.snapshot, compiled.serialize())
         compiled.recycle = recyclable(binary.data)
         info = dataclasses.asdict(entry) | {"slots": list(slots), "turn": entry.turn.decode(), "rng": list(rng)}
         info |= {"recycle": compiled.recycle}

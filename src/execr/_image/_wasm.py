@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
 
+from .._exports import GROW_FAILURES_EXPORT, SP_EXPORT, TABLE_EXPORT
+
 HEADER = b"\0asm\x01\0\0\0"
 PAGE_SIZE = 65536
-SP_EXPORT = "__execr_sp"
-TABLE_EXPORT = "__execr_table"
-GROW_FAILURES_EXPORT = "__execr_grow_failures"  # mutable i32: memory.grow calls that returned -1
 INSTRUMENT_VERSION = 2  # bump when instrument()'s output changes: modules built from it are cached
 MAX_DATA_SEGMENTS = 100_000  # wasmtime (wasmparser) limit
 MERGE_GAP = 64  # zero runs shorter than this stay inside a data segment

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import wasmtime as wt
 
 from .._exceptions import RuntimeUnavailable
+from .._exports import SP_EXPORT
 from ._entry import turn
 from ._run import _local, _Run
 
@@ -58,7 +59,7 @@ def boot(store: wt.Store, compiled: Compiled, launch: Launch, turns: Sequence[by
             ) from e
         else:
             raise RuntimeUnavailable("snapshot bootstrap returned instead of aborting")
-        mem, sp = exports["memory"], exports["__execr_sp"]
+        mem, sp = exports["memory"], exports[SP_EXPORT]
         assert isinstance(mem, wt.Memory) and isinstance(sp, wt.Global)
         image = bytes(mem.read(store, 0, mem.data_len(store)))
         sp_value = sp.value(store)
@@ -70,7 +71,7 @@ def boot(store: wt.Store, compiled: Compiled, launch: Launch, turns: Sequence[by
 
 
 def _boot_reactor(store: wt.Store, exports: Any, launch: Launch, turns: Sequence[bytes]) -> BootImage:
-    mem, sp = exports["memory"], exports["__execr_sp"]
+    mem, sp = exports["memory"], exports[SP_EXPORT]
     assert isinstance(mem, wt.Memory) and isinstance(sp, wt.Global)
     initial = sp.value(store)
     try:

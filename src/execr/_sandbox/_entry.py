@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime as wt
 
-from .._image import _mailbox
+from .. import _mailbox
+from .._exports import TABLE_EXPORT
 
 if TYPE_CHECKING:
     from ._host import EntryPoint
@@ -46,7 +47,7 @@ def enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> i
     if entry.turn:
         turn(store, exports, mem, entry.turn)
     else:
-        table = exports["__execr_table"]
+        table = exports[TABLE_EXPORT]
         assert isinstance(table, wt.Table)
         func = table.get(store, entry.table_index)
         assert isinstance(func, wt.Func)

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import wasmtime as wt
@@ -15,8 +14,7 @@ from wasmtime import _bindings as ffi
 
 from .. import _guestfs
 from .._exceptions import RuntimeUnavailable
-from .._image import _cache
-from .._image._wasm import GROW_FAILURES_EXPORT
+from .._exports import GROW_FAILURES_EXPORT
 from .._limits import Limits
 from .._output import Capture
 from .._results import Outcome
@@ -103,9 +101,8 @@ class Host:
         except wt.WasmtimeError as e:
             raise RuntimeUnavailable(f"invalid WebAssembly module: {e}") from e
 
-    def load_cached(self, cache: Path) -> Compiled | None:
-        """The module serialized at ``cache``, or ``None`` if absent, corrupt or stale."""
-        data = _cache.read_verified(cache)
+    def load(self, data: bytes | None) -> Compiled | None:
+        """A module from ``Compiled.serialize()`` bytes, or ``None`` if absent or unusable (stale, other engine)."""
         if data is None:
             return None
         try:
@@ -113,15 +110,12 @@ class Host:
         except wt.WasmtimeError:
             return None
 
-    def compile(self, wasm: bytes, cache: Path | None) -> Compiled:
-        """Compile ``wasm`` and, with ``cache``, serialize it there atomically."""
+    def compile(self, wasm: bytes) -> Compiled:
+        """Compile ``wasm`` (``RuntimeUnavailable`` if it is not a module this engine can run)."""
         try:
-            module = wt.Module(self._engine, wasm)
+            return Compiled(self, wt.Module(self._engine, wasm))
         except wt.WasmtimeError as e:
             raise RuntimeUnavailable(f"cannot compile the runtime: {e}") from e
-        if cache is not None:
-            _cache.write_verified(cache, bytes(module.serialize()))
-        return Compiled(self, module)
 
     # -- running --
 
@@ -259,7 +253,7 @@ def _trap_kind(e: Exception) -> str:
 
 
 def _take_grow_failures(store: wt.Store, exports: Any) -> int:
-    """Read and clear the refused-``memory.grow`` counter (``_wasm.GROW_FAILURES_EXPORT``; 0 without one)."""
+    """Read and clear the refused-``memory.grow`` counter (``GROW_FAILURES_EXPORT``; 0 without one)."""
     try:
         counter = exports[GROW_FAILURES_EXPORT]
     except KeyError:

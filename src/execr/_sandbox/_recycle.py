@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime as wt
 
+from .._exports import SP_EXPORT
 from .._process import Phase, at_exit
 from . import _pagemap
 from ._consts import KEEP_RESIDENT, MAX_IDLE
@@ -26,7 +27,7 @@ class _Warm:
     __slots__ = ("exports", "length", "mem", "restorer", "sp", "sp0", "store")
 
     def __init__(self, store: wt.Store, exports: Any, mem: wt.Memory) -> None:
-        sp = exports["__execr_sp"]
+        sp = exports[SP_EXPORT]
         assert isinstance(sp, wt.Global)
         self.store, self.exports, self.mem, self.sp = store, exports, mem, sp
         self.sp0 = sp.value(store)
@@ -77,6 +78,10 @@ class Compiled:
         self._released = False
         self._lock = threading.Lock()
         _compiled.add(self)
+
+    def serialize(self) -> bytes:
+        """The compiled code, for ``Host.load`` in a later process (same wasmtime, same engine)."""
+        return bytes(self.module.serialize())
 
     def checkout(self) -> _Warm | None:
         with self._lock:
