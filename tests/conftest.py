@@ -80,3 +80,20 @@ def run(runtime: Runtime, path: tuple[str, bool]) -> RunFn:
         return result
 
     return _run
+
+
+GUEST_FIXTURES = {"runtime", "run", "scientific", "path", "base_memory"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from what a test really uses: ``guest`` (a real wasm runtime), ``scientific`` (the 3.15 build).
+
+    ``-m "not scientific"`` skips every test that would build or load the scientific runtime
+    (minutes on a cold cache); ``-m "not guest"`` leaves the tests that run no guest at all.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "scientific" in names or "scientific" in item.name:
+            item.add_marker(pytest.mark.scientific)
+        if names & GUEST_FIXTURES:
+            item.add_marker(pytest.mark.guest)

@@ -1,20 +1,26 @@
 """execr: run untrusted Python in CPython compiled to WebAssembly, on wasmtime.
 
-Python API: ``execute``, ``execute_many`` / ``execute_many_async`` / ``iter_results``
+Python API: ``execute`` / ``execute_async`` (one run in a fresh sandbox), ``RunOptions``
+(their typed keyword options), ``execute_many`` / ``execute_many_async`` / ``iter_results``
 (many runs on a pool of worker processes, or on Ray), ``WorkerPool``, ``run_batch``,
 ``Runtime``, ``Result``, ``Outcome``, ``OutputFile``, ``Limits``, ``Mount``, ``UNSET``,
-the exception tree rooted at ``ExecrError``, and the seed's ``execr.executor.core``
-(``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
+``binary``, the exception tree rooted at ``ExecrError`` (``InvalidArgument``,
+``RuntimeUnavailable``, ``RuntimeClosed``, ``PoolFull``, ``OutcomeError`` and its
+``Guest*`` subclasses), ``execr.testing`` (a fake runtime for tests), and the seed's
+``execr.executor.core`` (``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
 
-Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr serve``, ``execr batch``
+Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr batch``, ``execr serve``
 (see ``execr --help``). HTTP (``execr serve``, extra ``server``): ``POST /v1/execute``,
 ``POST /v1/execute/batch``, ``GET /v1/runtime``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``.
 
 Environment variables: ``EXECR_PYTHONPATH`` (a directory mounted read-only at
 ``/__pypackages__``), ``EXECR_BINARY`` (another copy of the pinned binary),
-``EXECR_CACHE_DIR`` (compiled-module cache), ``EXECR_SNAPSHOT=0`` (always take the
-plain start-up path), ``EXECR_QUIET=1`` (no build progress on stderr), ``EXECR_DEBUG=1``
-(the CLI shows internal tracebacks instead of one-line errors).
+``EXECR_SCIENTIFIC_PRELOAD`` (modules the scientific snapshot imports), ``EXECR_CACHE_DIR``
+(compiled-module cache), ``EXECR_SNAPSHOT=0`` (always take the plain start-up path),
+``EXECR_RECYCLE=0`` (a new instance per run), ``EXECR_QUIET=1`` (no build progress on
+stderr), ``EXECR_DEBUG=1`` (the CLI shows internal tracebacks instead of one-line errors).
+
+``import execr`` is cheap: wasmtime is loaded on the first run.
 """
 
 from ._api import execute, execute_async

@@ -42,13 +42,23 @@ if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import ex
     from . import _sandbox
     from ._image import _snapshot
 
-__all__ = ["Runtime", "default_runtime"]
+__all__ = ["Runtime", "default_runtime", "quiet", "snapshot_default"]
 
 STDIO_FILES = ("stdin.txt", "stdout.txt", "stderr.txt")  # what ``stdio=DIR`` receives (the seed's names)
 
 
+def snapshot_default() -> bool:
+    """Whether runs take the snapshot path unless a call says otherwise (``EXECR_SNAPSHOT=0``: never)."""
+    return os.environ.get("EXECR_SNAPSHOT", "1") != "0"
+
+
+def quiet() -> bool:
+    """``EXECR_QUIET=1``: no build progress on stderr."""
+    return os.environ.get("EXECR_QUIET") == "1"
+
+
 def _stderr_progress(message: str) -> None:
-    if os.environ.get("EXECR_QUIET") != "1":
+    if not quiet():
         print(f"execr: {message}", file=sys.stderr, flush=True)
 
 
@@ -389,5 +399,5 @@ def default_runtime() -> Runtime:
     global _default
     with _default_lock:
         if _default is None or _default._closed:
-            _default = Runtime(snapshot=os.environ.get("EXECR_SNAPSHOT", "1") != "0")
+            _default = Runtime(snapshot=snapshot_default())
         return _default

@@ -1,4 +1,4 @@
-"""Command line: ``execr run``, ``execr info``, ``execr warmup`` (see ``execr --help``).
+"""Command line: ``execr run``, ``execr info``, ``execr warmup``, ``execr batch``, ``execr serve`` (``execr --help``).
 
 Every subcommand is a thin shell over the Python API: its options map one to one onto
 ``execute()``/``Runtime`` arguments and it has no power of its own. To add a subcommand,
@@ -28,7 +28,7 @@ from ._image._flavors import NAMES
 from ._limits import DEFAULT_LIMITS, UNSET
 from ._options import count, seconds, size
 from ._results import Outcome, Result
-from ._runtime import Runtime
+from ._runtime import Runtime, quiet, snapshot_default
 
 __all__ = ["main"]
 
@@ -196,10 +196,6 @@ def _read_stdin() -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
-def _snapshot_default() -> bool:
-    return os.environ.get("EXECR_SNAPSHOT", "1") != "0"
-
-
 def exit_status(result: Result) -> int:
     """The CLI's exit status for a result: the guest's exit code, else 1."""
     if result.outcome is Outcome.COMPLETED:
@@ -218,7 +214,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     files = _read_files(args.file)
     limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, *_ in _LIMIT_OPTIONS}
     stdin = _read_stdin()
-    with Runtime(snapshot=_snapshot_default(), preload=args.preload) as runtime:
+    with Runtime(snapshot=snapshot_default(), preload=args.preload) as runtime:
         result = runtime.execute(
             code,
             stdin,
@@ -298,7 +294,7 @@ def _packages_inline(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    runtime = Runtime(snapshot=_snapshot_default(), preload=args.preload)
+    runtime = Runtime(snapshot=snapshot_default(), preload=args.preload)
     if args.runtime is None:
         info = {"execr_version": __version__, **runtime.info(), "default_limits": DEFAULT_LIMITS.to_dict()}
     else:
@@ -340,12 +336,12 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def progress(message: str) -> None:
-        if os.environ.get("EXECR_QUIET") != "1":
+        if not quiet():
             print(f"execr: [{time.perf_counter() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
     names = list(dict.fromkeys(args.runtimes or ["default"]))
     progress(f"loading the CPython binary, compiled module and snapshot ({', '.join(names)})")
-    with Runtime(snapshot=_snapshot_default(), progress=progress, preload=args.preload) as runtime:
+    with Runtime(snapshot=snapshot_default(), progress=progress, preload=args.preload) as runtime:
         runtime.warmup(names)
         infos = {name: runtime.runtime_info(name) for name in names}
         cache = runtime.cache_dir

@@ -27,13 +27,11 @@ the pool's internals (``_Core``), never the ``WorkerPool`` itself, so it can be 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import multiprocessing.connection
 import multiprocessing.spawn
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +49,7 @@ from .._process import Phase, at_exit
 from .._request import Request, make_request
 from .._results import Mode, Outcome, Result
 from .._run_options import RunOptions
+from ._worker import WORKER_CODE
 
 __all__ = ["PoolFull", "WorkerPool"]
 
@@ -59,110 +58,16 @@ CANCEL_GRACE = 5.0  # seconds a cancelled run may take to stop before its worker
 START_TIMEOUT = 300.0  # seconds a worker may take to load (or build) the modules
 EXIT_GRACE = 1.5  # seconds workers get to exit cleanly at interpreter exit before they are killed
 
+
 #: What a worker process runs (``python -c``; argv: the request pipe's fd, the control pipe's fd).
 #: Signals first, so a Ctrl-C during start-up cannot kill it; then the caller's ``sys.path``.
-_WORKER_CODE = """\
-import signal, sys
-for _sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_sig, signal.SIG_IGN)
-from multiprocessing.connection import Connection
-_conn, _control = Connection(int(sys.argv[1])), Connection(int(sys.argv[2]), writable=False)
-del sys.argv[1:]
-_init = _conn.recv()
-sys.path[:] = _init.pop("sys_path")
-from execr._parallel._pool import _worker_main
-_worker_main(_conn, _control, **_init)
-"""
-
-
 def _failure(request: Request | None, outcome: Outcome, error: str, started: float | None = None) -> Result:
     duration = 0.0 if started is None else time.perf_counter() - started
     mode: Mode = "plain" if request is not None and not request.snapshot else "snapshot"
     return Result.failure(outcome, error, mode=mode, duration=duration)
 
 
-# -- the worker process --
-
-
-def _worker_main(
-    conn: Any,
-    control: Any,
-    snapshot: bool,
-    cache_dir: str | None,
-    runtimes: tuple[str, ...] = ("default",),
-    factory: str | None = None,
-) -> None:
-    """Entry point of a worker process: warm up, then run requests until told to stop.
-
-    Workers ignore SIGINT and SIGTERM: a signal to the whole process group (Ctrl-C, a
-    process manager) must not kill runs mid-way; the parent drains and closes them. When
-    the parent goes away (its end of the control pipe closes), the run in progress is
-    cancelled and the worker exits instead of running on as an orphan.
-    """
-    from .._runtime import Runtime
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, signal.SIG_IGN)
-
-    try:
-        runtime: Any = _resolve(factory)() if factory else Runtime(snapshot=snapshot, cache_dir=cache_dir)
-        runtime.warmup(runtimes)
-    except BaseException as e:  # report why, then exit
-        with contextlib.suppress(Exception):
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
-        return
-    lock = threading.Lock()
-    current: list[Any] = [None, None]  # [seq, Event] of the run in progress
-
-    def watch_control() -> None:
-        while True:
-            try:
-                msg = control.recv()
-            except (EOFError, OSError):  # the parent is gone: stop what runs
-                with lock:
-                    if current[1] is not None:
-                        current[1].set()
-                return
-            with lock:
-                if msg[0] == "cancel" and current[0] == msg[1] and current[1] is not None:
-                    current[1].set()
-
-    threading.Thread(target=watch_control, name="execr-worker-control", daemon=True).start()
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] != "run":
-            return
-        _, seq, request = msg
-        event = threading.Event()
-        with lock:
-            current[0], current[1] = seq, event
-        try:
-            reply: tuple[Any, ...] = ("result", seq, runtime.run(request, cancel=event))
-        except Exception as e:
-            reply = ("error", seq, f"{type(e).__name__}: {e}")
-        with lock:
-            current[0] = current[1] = None
-        try:
-            conn.send(reply)
-        except (OSError, ValueError):
-            return
-
-
 # -- the parent side --
-
-
-def _resolve(spec: str) -> Any:
-    """The object named ``module:qualname`` (a runtime factory, e.g. ``execr.testing:FakeRuntime``)."""
-    module, _, name = spec.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _factory_spec(factory: Callable[[], Any] | None) -> str | None:
@@ -193,7 +98,7 @@ class _Worker:
         fds = (child.fileno(), control_read.fileno(), sentinel_write)
         try:
             self.proc = subprocess.Popen(
-                [multiprocessing.spawn.get_executable(), "-c", _WORKER_CODE, str(fds[0]), str(fds[1])],
+                [multiprocessing.spawn.get_executable(), "-c", WORKER_CODE, str(fds[0]), str(fds[1])],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,  # the caller's stdin may be its script (python -) or a REPL
             )
