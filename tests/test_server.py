@@ -634,3 +634,22 @@ def test_worker_killed_under_load() -> None:
             assert c.get("/readyz").status_code == 200
     finally:
         live.stop()
+
+
+def test_no_channel_between_api_keys(a: Live) -> None:
+    """Two tenants (API keys) on one server: what one run does to its files' metadata never reaches the other's."""
+    write = (
+        "import os\nos.utime('/', (1234567, 1234567))\n"
+        "for i in range(200): open(f'n{i}', 'w').close()\n"
+        "for i in range(200): os.unlink(f'n{i}')\n"
+    )
+    read = (
+        "import os\nst = os.stat('/')\nopen('probe', 'w').close()\np = os.stat('probe')\n"
+        "print(int(st.st_mtime) == 1234567, st.st_ino, st.st_size, p.st_ino, os.listdir('/'))\n"
+    )
+    with a.client(KEY) as tenant_a, a.client(OTHER_KEY) as tenant_b:
+        baseline = tenant_b.post("/v1/execute", json={"code": read}).json()["stdout"]
+        assert baseline.startswith("False ")
+        for _ in range(4):  # both workers, several reused roots
+            assert tenant_a.post("/v1/execute", json={"code": write}).json()["outcome"] == "completed"
+            assert tenant_b.post("/v1/execute", json={"code": read}).json()["stdout"] == baseline
