@@ -26,10 +26,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import enum
+import queue
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
-__all__ = ["Phase", "at_exit"]
+T = TypeVar("T")
+
+__all__ = ["Drainer", "Phase", "at_exit"]
 
 
 class Phase(enum.IntEnum):
@@ -61,3 +65,47 @@ def _teardown() -> None:
 
 
 atexit.register(_teardown)
+
+
+class Drainer(Generic[T]):
+    """Applies ``action`` to items on a background daemon thread, in order; drained at exit in ``phase``.
+
+    Work that need not delay a result goes here (freeing a store, removing a run root). It is
+    still done deterministically: ``drain()`` (run at exit, in its phase) finishes every item
+    left, on the calling thread if the background one is gone.
+    """
+
+    def __init__(self, action: Callable[[T], object], name: str, phase: Phase) -> None:
+        self._action = action
+        self._name = name
+        self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        at_exit(phase, self.drain)
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` (starts the thread if it is not running)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put(item)
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            with contextlib.suppress(Exception):
+                self._action(item)
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Finish every queued item now (the thread stops; a later ``put`` starts a new one)."""
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                with contextlib.suppress(Exception):
+                    self._action(item)

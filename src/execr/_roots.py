@@ -9,50 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import stat
 import tempfile
 import threading
 
-from ._process import Phase, at_exit
+from ._process import Drainer, Phase, at_exit
 
 __all__ = ["remove_tree", "roots", "trash"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _Trash:
-    """Removes used run roots on a background thread (removal is slow on some file systems)."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        at_exit(Phase.FILES, self.drain)
-
-    def put(self, path: str) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="execr-trash", daemon=True)
-                self._thread.start()
-        self._queue.put(path)
-
-    def _loop(self) -> None:
-        while (path := self._queue.get()) is not None:
-            remove_tree(path)
-
-    def drain(self) -> None:
-        """Remove everything still queued (at exit)."""
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        while True:
-            try:
-                path = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if path is not None:
-                remove_tree(path)
 
 
 def remove_tree(path: str) -> None:
@@ -94,7 +59,8 @@ def remove_tree(path: str) -> None:
         os.rmdir(path)
 
 
-trash = _Trash()
+#: Removes used run roots that are not kept for reuse, on a background thread.
+trash: Drainer[str] = Drainer(remove_tree, "execr-trash", Phase.FILES)
 
 
 class _Roots:

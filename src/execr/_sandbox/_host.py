@@ -221,7 +221,7 @@ class Host:
             if warm is not None:
                 compiled.checkin(warm)
             else:
-                _reaper.close(store)
+                _reaper.put(store)
         if state.interrupted:
             raise KeyboardInterrupt
         if state.exit_status is not None:  # proc_exit: the guest's own status, whatever trap followed

@@ -50,7 +50,7 @@ class _Warm:
 
     def retire(self) -> None:
         self.restorer.close()
-        _reaper.close(self.store)
+        _reaper.put(self.store)
 
 
 def _warm(store: wt.Store, exports: Any, mem: wt.Memory) -> _Warm | None:
