@@ -13,11 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from .. import __version__
 from .._exceptions import InvalidArgument, RuntimeClosed
@@ -27,9 +23,9 @@ from .._request import make_request
 from .._results import Outcome, Result
 from ._auth import Authenticator
 from ._config import ServerConfig, is_loopback
-from ._metrics import CONTENT_TYPE_LATEST, Metrics
-from ._models import BatchRequest, ExecuteRequest
-from ._policy import PolicyError, build_request, policy_dict
+from ._errors import ApiError, _BodyTooLarge, _error_response, install_error_handlers
+from ._metrics import Metrics
+from ._routes import add_info_routes, add_run_routes, openapi_for
 
 __all__ = ["ApiError", "create_app", "serve"]
 
@@ -42,62 +38,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_STATUS_TYPES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "queue_full",
-    500: "internal_error",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    """An error answered with ``{"error": {"type", "message", "request_id"}}``."""
-
-    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.type = type_
-        self.message = message
-        self.headers = headers or {}
-
-
-class _JSON(JSONResponse):
-    """A JSON response that always renders: text that is not valid Unicode (a lone surrogate
-    echoed from the request) is sent \\u-escaped instead of failing with a 500."""
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
-def _clean(text: str) -> str:
-    """``text`` as valid Unicode (lone surrogates from a request shown as ``\\udXXX``)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _error_body(type_: str, message: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"type": type_, "message": _clean(message), "request_id": request_id, **extra}}
-
-
-def _error_response(
-    scope: Scope, status: int, type_: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    rid = scope.get("execr", {}).get("request_id")
-    return _JSON(_error_body(type_, message, rid), status_code=status, headers=headers)
-
-
-class _BodyTooLarge(StarletteHTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 def _public_runtime(entry: dict[str, Any]) -> dict[str, Any]:
@@ -335,29 +275,6 @@ def _limited(receive: Receive, limit: int, state: _State) -> Receive:
 # -- the app --
 
 
-def _validation_message(errors: list[Any]) -> str:
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        msg = str(err.get("msg", "invalid"))
-        msg = msg.removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
-def _to_run(state: _State, body: ExecuteRequest) -> RunRequest:
-    cfg = state.config
-    try:
-        return build_request(body, cfg.default_limits, cfg.max_limits)
-    except PolicyError as e:
-        state.metrics.rejected.labels("limit_exceeded").inc()
-        raise ApiError(422, "limit_exceeded", str(e)) from e
-    except InvalidArgument as e:
-        state.metrics.rejected.labels("invalid").inc()
-        raise ApiError(422, "invalid_request", str(e)) from e
-
-
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI app for ``config`` (the pool starts with the app's lifespan)."""
     if not isinstance(config, ServerConfig):
@@ -386,149 +303,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.execr = state
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error_response(request.scope, exc.status, exc.type, exc.message, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            state.metrics.rejected.labels("invalid").inc()
-            return _error_response(
-                request.scope, 400, "malformed_json", f"the body is not valid JSON: {_validation_message(errors)}"
-            )
-        state.metrics.rejected.labels("invalid").inc()
-        return _error_response(request.scope, 422, "invalid_request", _validation_message(errors))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        type_ = _STATUS_TYPES.get(exc.status_code, "error")
-        return _error_response(request.scope, exc.status_code, type_, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return _error_response(request.scope, 500, "internal_error", "internal server error")
-
-    error_doc: dict[int | str, dict[str, Any]] = {
-        code: {"description": desc}
-        for code, desc in (
-            (400, "malformed JSON"),
-            (401, "missing or wrong API key"),
-            (413, "body too large"),
-            (422, "invalid request or a limit over the server's cap"),
-            (429, "queue full; retry after 1 s"),
-        )
-    }
-
-    @app.post("/v1/execute", responses=error_doc, summary="Run one program")
-    async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
-        """Run `code` as `python main.py ARGS` in a fresh sandbox; the body is `Result.to_dict()`.
-
-        Guest failures (tracebacks, timeouts, memory, crashes) are data: status 200 with
-        an `outcome` other than `completed`."""
-        info = request.scope["execr"]
-        run = _to_run(state, body)
-        state.admit(1)
-        try:
-            result, queue_ms = await state.run(run)
-        finally:
-            state.release(1)
-        info["outcome"] = result.outcome.value
-        info["queue_ms"] = round(queue_ms, 3)
-        return _JSON(result.to_dict())
-
-    @app.post("/v1/execute/batch", responses=error_doc, summary="Run several programs")
-    async def execute_batch(body: BatchRequest, request: Request) -> JSONResponse:
-        """Run up to `max_batch` programs; `results` are in request order. An invalid item
-        gets `{"error": {...}}` in its place; the others still run."""
-        info = request.scope["execr"]
-        rid = info["request_id"]
-        if len(body.requests) > config.max_batch:
-            state.metrics.rejected.labels("invalid").inc()
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"requests: at most {config.max_batch} items per batch; got {len(body.requests)}",
-            )
-        slots: list[dict[str, Any] | RunRequest] = []
-        for i, raw in enumerate(body.requests):
-            try:
-                slots.append(_to_run(state, ExecuteRequest.model_validate(raw)))
-            except ValidationError as e:
-                state.metrics.rejected.labels("invalid").inc()
-                slots.append(_error_body("invalid_request", _validation_message(e.errors()), rid, index=i))
-            except ApiError as e:
-                slots.append(_error_body(e.type, e.message, rid, index=i))
-        runs = [s for s in slots if isinstance(s, RunRequest)]
-        width = min(len(runs), state.capacity)
-        out: list[dict[str, Any]] = []
-        if runs:
-            state.admit(width)
-            gate = asyncio.Semaphore(width)
-            waits: list[float] = []
-
-            async def one(r: RunRequest) -> dict[str, Any]:
-                async with gate:
-                    result, q = await state.run(r)
-                    waits.append(q)
-                    return result.to_dict()
-
-            try:
-                done = iter(await asyncio.gather(*(one(r) for r in runs)))
-            finally:
-                state.release(width)
-            info["queue_ms"] = round(max(waits, default=0.0), 3)
-            out = [next(done) if isinstance(s, RunRequest) else s for s in slots]
-        else:
-            out = [s for s in slots if isinstance(s, dict)]
-        info["outcome"] = "batch"
-        return _JSON({"results": out})
-
-    @app.get("/v1/runtime", summary="Versions and the limit policy")
-    async def runtime() -> JSONResponse:
-        return JSONResponse(
-            {
-                **state.runtime_info,
-                "workers": config.worker_count,
-                "max_queue": config.max_queue,
-                "max_batch": config.max_batch,
-                "max_body_bytes": config.max_body_bytes,
-                "limits": policy_dict(config.default_limits, config.max_limits),
-            }
-        )
-
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "alive"})
-
-    @app.get("/readyz", summary="Readiness: 200 once the workers are warm")
-    async def readyz(request: Request) -> JSONResponse:
-        if state.ready and not state.draining:
-            return JSONResponse({"status": "ready", "workers": config.worker_count})
-        why = "shutting down" if state.draining else (state.start_error or "workers are warming up")
-        return _error_response(request.scope, 503, "not_ready", why, {"Retry-After": "1"})
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            for path, ops in schema.get("paths", {}).items():
-                if config.api_keys and not config.is_public(path):
-                    for op in ops.values():
-                        op["security"] = [{"bearer": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_error_handlers(app, state)
+    add_run_routes(app, state, config)
+    add_info_routes(app, state, config)
+    app.openapi = openapi_for(app, config)  # type: ignore[method-assign]
     app.add_middleware(_Edge, state=state)
     return app
 
