@@ -205,14 +205,20 @@ class _Core:
     """A pool's state and dispatcher threads; ``WorkerPool`` is its public face."""
 
     def __init__(
-        self, workers: int, snapshot: bool, cache_dir: str | None, max_queue: int | None, runtimes: tuple[str, ...]
+        self,
+        workers: int,
+        snapshot: bool,
+        cache_dir: str | None,
+        max_queue: int | None,
+        runtimes: tuple[str, ...],
+        factory: str | None = None,
     ) -> None:
         self.workers = workers
         self.max_queue = max_queue
         self._snapshot = snapshot
         self._cache_dir = cache_dir
         self._runtimes = runtimes
-        self.factory: str | None = None  # a runtime factory by import path (``WorkerPool(runtime_factory=...)``)
+        self.factory = factory  # a runtime factory by import path (``WorkerPool(runtime_factory=...)``)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -567,8 +573,8 @@ class WorkerPool:
         self.workers = workers
         self.max_queue = max_queue
         folder = None if cache_dir is None else str(Path(cache_dir).expanduser())
-        self._core = core = _Core(workers, snapshot, folder, max_queue, names)
-        core.factory = _factory_spec(runtime_factory)
+        spec = _factory_spec(runtime_factory)
+        self._core = core = _Core(workers, snapshot, folder, max_queue, names, spec)
         # Kept by the core (which outlives this object), so the callback fires when this is collected.
         self._core.owner = weakref.ref(self, lambda _: core.abandon())
 

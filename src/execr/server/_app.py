@@ -122,6 +122,7 @@ class _State:
             cache_dir=cfg.cache_dir,
             max_queue=cfg.max_queue + cfg.worker_count,
             runtimes=cfg.runtimes,
+            runtime_factory=cfg.runtime_factory,
         )
         asyncio.get_running_loop().create_task(self._warm())
 

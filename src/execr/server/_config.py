@@ -10,8 +10,9 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .._exceptions import InvalidArgument
 from .._limits import DEFAULT_LIMITS, Limits
@@ -98,6 +99,8 @@ class ServerConfig:
     cache_dir: str | None = None
     runtimes: tuple[str, ...] = ("default",)
     log_level: str = "info"
+    #: What the workers run on, instead of a real ``Runtime``: for tests, ``execr.testing.FakeRuntime``.
+    runtime_factory: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         keys = self.api_keys
