@@ -75,7 +75,7 @@ LAYERS = [
     {"_guestfs", "_roots", "_workspace"},
     {"_sandbox"},
     {"_image"},
-    {"_request", "_runtime", "_api"},
+    {"_request", "_runtime", "_runtime_info", "_api"},
     {"_parallel"},
     {"cli", "server", "testing", "executor", "__init__", "__main__"},
 ]

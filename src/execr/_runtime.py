@@ -10,8 +10,6 @@ under its own lock (and a file lock across processes).
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import json
 import marshal
 import os
 import sys
@@ -24,14 +22,12 @@ from typing import TYPE_CHECKING, Any, Unpack
 from . import _mailbox
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
 from ._guestfs import Caps, GuestFiles, Tree
-from ._image import _cache
-from ._image._binary import PYTHON_VERSION, Binary, load
+from ._image._binary import Binary, load
 from ._image._cache import cache_dir
 from ._image._flavors import NAMES, Flavor, flavor, preload_list
-from ._image._guest import BOOTSTRAP_VERSION
 from ._limits import UNSET, Unset
 from ._mailbox import REQUEST_BOX
-from ._mounts import PACKAGES, SCRIPT, SLOTS
+from ._mounts import PACKAGES, SCRIPT
 from ._output import Capture
 from ._request import Request, make_request
 from ._results import Outcome, Result
@@ -198,65 +194,16 @@ class Runtime:
             self._snapshot_module(name)
 
     def info(self) -> dict[str, Any]:
-        """Versions, hashes, cache paths and state (what ``execr info`` prints).
+        """Versions, hashes, cache paths and state (what ``execr info`` prints; see ``_runtime_info``)."""
+        from ._runtime_info import describe
 
-        The top-level keys describe the default CPython; ``runtimes`` describes each.
-        """
-        runtimes = {name: self.runtime_info(name) for name in NAMES}
-        default = runtimes["default"]
-        return {
-            "python_version": PYTHON_VERSION,
-            "binary_path": default["binary_path"],
-            "binary_sha256": default["binary_sha256"],
-            "wasmtime_version": importlib.metadata.version("wasmtime"),
-            "bootstrap_version": BOOTSTRAP_VERSION,
-            "cache_dir": str(self.cache_dir),
-            "plain_module": default["plain_module"],
-            "snapshot": default["snapshot"],
-            "mount_slots": SLOTS,
-            "runtimes": runtimes,
-        }
+        return describe(self)
 
     def runtime_info(self, runtime: str) -> dict[str, Any]:
         """One runtime's Python version, what it can import, its files and its cache state."""
-        spec = flavor(runtime)
-        out: dict[str, Any] = {
-            "python_version": spec.python_version,
-            "description": spec.description,
-            "can_import": "the standard library" + (" and the packages listed" if spec.reactor else ""),
-        }
-        try:
-            binary = self.files(runtime)
-        except RuntimeUnavailable as e:
-            return out | {"available": False, "error": str(e)}
-        where = self._artifacts(runtime)
-        out |= {"available": True, "binary_path": str(binary.path), "binary_sha256": binary.sha256}
-        if binary.stdlib is not None:
-            out |= {"stdlib_zip": str(binary.stdlib / "python315.zip"), "stdlib_sha256": binary.stdlib_sha256}
-            out |= {"packages": spec.packages(binary), "preload": list(self._preload_of(spec))}
-            out |= {"licenses": str(binary.path.parent / "LICENSES")}
-        built = self._built[spec.name]
-        out["plain_module"] = {"path": str(where.plain), "cached": where.plain.exists()}
-        out["snapshot"] = {
-            "path": str(where.snapshot),
-            "cached": where.snapshot.exists() and where.meta.exists(),
-            "enabled": self._use_snapshot,
-            "error": built.snapshot_error,
-            "recycled_instances": self._recycles(built, where),
-        }
-        return out
+        from ._runtime_info import describe_runtime
 
-    @staticmethod
-    def _recycles(built: _Built, where: _snapshot.Artifacts) -> bool | None:
-        """Whether snapshot runs reuse instances here (None: no snapshot built yet to tell)."""
-        from . import _sandbox  # imported on first use: they load wasmtime
-
-        if built.snap is not None:
-            verdict: object = built.snap.compiled.recycle
-        else:
-            meta = _cache.read_verified(where.meta)
-            verdict = json.loads(meta).get("recycle") if meta is not None else None
-        return None if verdict is None else bool(verdict) and _sandbox.recycling()
+        return describe_runtime(self, runtime)
 
     # -- running --
 
