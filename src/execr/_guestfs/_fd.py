@@ -298,16 +298,12 @@ class FdCalls(Core):
             for name in sorted(d.tree.files or {}):
                 items.append((name.encode(), REG, 2 + len(items)))
             return items
-        names = sorted(os.listdir(d.fd))  # a descriptor: bytes-safe through scandir below
         with os.scandir(d.fd) as it:
-            kinds = {e.name: e for e in it}
-        for name in names:
-            entry = kinds.get(name)
-            if entry is None:
-                continue
+            entries = sorted(it, key=lambda e: e.name)  # by name, whatever order the host keeps
+        for entry in entries:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            items.append((os.fsencode(name), _filetype(st.st_mode), self._ino(st)))
+            items.append((os.fsencode(entry.name), _filetype(st.st_mode), self._ino(st)))
         return items
