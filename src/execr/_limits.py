@@ -1,6 +1,6 @@
 """Limits: the validated resource budget of one run.
 
-Every limit is enforced by the host (wasmtime and execr's watchdog), never by the
+Every limit is enforced by the host (wasmtime, its epoch ticker and execr's WASI file layer), never by the
 guest. ``None`` turns a limit off explicitly; a field left out takes the safe default.
 """
 
