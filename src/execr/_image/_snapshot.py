@@ -176,7 +176,7 @@ def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     if image[mailbox : mailbox + len(_guest.MAILBOX_MARK)] != _guest.MAILBOX_MARK:
         raise RuntimeUnavailable("snapshot: the entry mailbox is not where the interpreter layout says")
     slots = tuple(_find_slot(image, i) for i in range(SLOTS))
-    return EntryPoint(table_index, (entry_id, args_id, 0), mailbox, _guest.MAILBOX_MAGIC), slots
+    return EntryPoint(table_index, (entry_id, args_id, 0), mailbox), slots
 
 
 def _find_key(image: bytes, key: bytes, counter: int) -> int | None:
@@ -216,7 +216,7 @@ def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
         at = image.find(_guest.MAILBOX_MARK, at + 1)
     if len(found) != 1:
         raise RuntimeUnavailable(f"snapshot: the entry mailbox is not where the bytearray points ({len(found)} found)")
-    entry = EntryPoint(0, (0, 0, 0), found[0], _guest.MAILBOX_MAGIC, turn=_guest.TURN_ENTRY)
+    entry = EntryPoint(0, (0, 0, 0), found[0], turn=_guest.TURN_ENTRY)
     return entry, _rng_states(image, bool(numpy_loaded))
 
 
@@ -251,9 +251,7 @@ def _from_cache(host: Host, binary: Binary, where: Artifacts) -> Snapshot | None
         info = json.loads(meta)
         args = tuple(int(a) for a in info["args"])
         turn = str(info.get("turn", "")).encode()
-        entry = EntryPoint(
-            int(info["table_index"]), (args[0], args[1], args[2]), int(info["mailbox"]), int(info["magic"]), (), turn
-        )
+        entry = EntryPoint(int(info["table_index"]), (args[0], args[1], args[2]), int(info["mailbox"]), (), turn)
         slots = tuple(int(a) for a in info["slots"])
         rng = tuple(int(a) for a in info.get("rng", ()))
         if len(slots) != SLOTS:

@@ -35,8 +35,7 @@ class EntryPoint:
 
     table_index: int
     args: tuple[int, int, int]
-    mailbox: int
-    magic: int
+    mailbox: int  # the mailbox's address (its layout and magic: ``_mailbox``)
     patches: tuple[tuple[int, bytes], ...] = ()
     #: A reactor's entry: source run by ``turn`` (written to ``host_alloc`` memory) instead of a table call.
     turn: bytes = b""
