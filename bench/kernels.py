@@ -4,11 +4,16 @@ Each kernel runs in one interpreter (native: ``python3 -c``; wasm: a minimal was
 command runner, ``python -c`` with the stdlib preopened read-only), after one untimed warm-up, and
 ``time.perf_counter`` measures ``--repeat`` runs of it; the table shows the median.
 
-    python bench/kernels.py                                  # native vs execr's pinned binary
+    python bench/kernels.py                                  # native vs execr's runtimes, through execr
+    python bench/kernels.py --target execr=default --target execr=default,fuel=1 --target execr=python3.12
     python bench/kernels.py --target label=own,wasm=/work/cpython-out/python.wasm,stdlib=/work/cpython-out
     python bench/kernels.py --target label=nofuel,wasm=X.wasm,stdlib=DIR,fuel=0 --target label=fuel,...
 
-A target is comma-separated key=value pairs:
+A target is comma-separated key=value pairs. Through execr's own host (``execr.Runtime().execute``,
+the snapshot path, no timeout):
+    execr=RUNTIME     the runtime (default, python3.12, scientific)
+    fuel=0|1          1: run with a fuel limit (2**62), i.e. on the fuel-metering engine (default 0)
+Or a minimal wasmtime-py runner of its own:
     label=NAME        column title
     wasm=PATH         the binary (``pinned`` as a whole target means ``execr.binary()``, stdlib embedded)
     stdlib=DIR        host directory preopened read-only at --guest-lib (holds python313.zip)
@@ -341,6 +346,37 @@ def run_native(python: str, kernels: dict[str, str], repeat: int) -> dict[str, l
     return parse_output(proc.stdout)
 
 
+class ExecrTarget:
+    """Kernels run through execr's host, as users run code: ``Runtime.execute`` on the snapshot path."""
+
+    def __init__(self, spec: str) -> None:
+        self.opts = dict(item.partition("=")[::2] for item in spec.split(","))
+        self.runtime_name = self.opts["execr"]
+        self.fuel = self.opts.get("fuel", "0") == "1"
+        self.label = self.opts.get("label") or f"execr {self.runtime_name}" + (" +fuel" if self.fuel else "")
+        self.compile_s = 0.0
+
+    def run_kernels(self, kernels: dict[str, str], repeat: int) -> dict[str, list[float]]:
+        import execr
+
+        with execr.Runtime(progress=lambda m: None) as rt:
+            t0 = time.perf_counter()
+            rt.warmup([self.runtime_name])
+            self.compile_s = time.perf_counter() - t0
+            r = rt.execute(
+                HARNESS,
+                args=[json.dumps(kernels), str(repeat)],
+                runtime=self.runtime_name,
+                timeout=None,
+                fuel=2**62 if self.fuel else None,
+                memory_limit=None,
+                max_stdout=None,
+            )
+        if not r.ok:
+            raise RuntimeError(f"{self.label}: {r.outcome.value} {r.error}\n{r.stderr[-3000:]}")
+        return parse_output(r.stdout)
+
+
 class WasmTarget:
     def __init__(self, spec: str, guest_lib: str) -> None:
         self.opts: dict[str, str] = {"fuel": "1", "epoch": "1"}
@@ -442,7 +478,7 @@ def geomean(xs: list[float]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", action="append", default=[], help="a wasm target (see above); default: pinned")
+    ap.add_argument("--target", action="append", default=[], help="a target (see above); default: execr's runtimes")
     ap.add_argument("--native", default="python3", help="native interpreter (default: python3 on PATH)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--kernels", default="", help="comma-separated subset")
@@ -451,7 +487,10 @@ def main() -> int:
     args = ap.parse_args()
 
     kernels = {k: v for k, v in KERNELS.items() if not args.kernels or k in args.kernels.split(",")}
-    targets = [WasmTarget(t, args.guest_lib) for t in (args.target or ["pinned"])]
+    specs = args.target or ["execr=default", "execr=default,fuel=1", "execr=python3.12"]
+    targets: list[ExecrTarget | WasmTarget] = [
+        ExecrTarget(t) if t.startswith("execr=") else WasmTarget(t, args.guest_lib) for t in specs
+    ]
     if len({t.label for t in targets}) != len(targets):
         raise SystemExit("target labels must be distinct")
 

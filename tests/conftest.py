@@ -1,8 +1,9 @@
 """Shared fixtures: one session-wide Runtime, and ``run`` parametrized over runtimes and start-up paths.
 
-``run`` takes every guest test through four ids: default-snapshot, default-plain,
-scientific-snapshot and scientific-plain (CPython 3.12 and CPython 3.15 with numpy and
-pandas pre-imported). The scientific modules are built once per session, on first use.
+``run`` takes every guest test through five ids: default-snapshot, default-plain (execr's own
+CPython 3.13), python3.12-snapshot (the older runtime kept for a while), scientific-snapshot
+and scientific-plain (CPython 3.15 with numpy and pandas pre-imported). The python3.12 and
+scientific modules are built once per session, on first use.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from execr import Result, Runtime
 
 RunFn = Callable[..., Result]
 
-PATHS = [("default", True), ("default", False), ("scientific", True), ("scientific", False)]
+PATHS = [("default", True), ("default", False), ("python3.12", True), ("scientific", True), ("scientific", False)]
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +39,20 @@ def scientific(runtime: Runtime) -> Runtime:
     return runtime
 
 
+@pytest.fixture(scope="session")
+def legacy(runtime: Runtime) -> Runtime:
+    """The session runtime with the python3.12 modules built (about a minute on a cold cache, once)."""
+    runtime.warmup(["python3.12"])
+    assert runtime.snapshot_errors["python3.12"] is None, runtime.snapshot_errors
+    return runtime
+
+
 @pytest.fixture(params=PATHS, ids=[f"{name}-{'snapshot' if snap else 'plain'}" for name, snap in PATHS])
 def path(request: pytest.FixtureRequest) -> tuple[str, bool]:
     """Which runtime and start-up path a guest test takes."""
     name, snap = request.param
-    if name == "scientific":
-        request.getfixturevalue("scientific")
+    if name != "default":
+        request.getfixturevalue("scientific" if name == "scientific" else "legacy")
     return str(name), bool(snap)
 
 
@@ -82,7 +91,7 @@ def run(runtime: Runtime, path: tuple[str, bool]) -> RunFn:
     return _run
 
 
-GUEST_FIXTURES = {"runtime", "run", "scientific", "path", "base_memory"}
+GUEST_FIXTURES = {"runtime", "run", "scientific", "legacy", "path", "base_memory"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

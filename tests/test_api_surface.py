@@ -71,13 +71,13 @@ def test_closed_runtime_refuses_runs():
 #: execr's layers, bottom up: a module may import its own layer or those below, never one above.
 LAYERS = [
     {"_exceptions", "_limits", "_results", "_run_options", "_verdict", "_process", "_output", "_mounts", "_mailbox"}
-    | {"_exports", "_options"},
-    {"_guestfs", "_roots", "_workspace"},
+    | {"_exports", "_options", "_jsonlike"},
+    {"_guestfs", "_roots", "_workspace", "_checkpoint"},
     {"_sandbox"},
     {"_image"},
-    {"_request", "_runtime", "_runtime_info", "_api"},
+    {"_request", "_runtime", "_runtime_info", "_api", "_session"},
     {"_parallel"},
-    {"cli", "server", "testing", "executor", "__init__", "__main__"},
+    {"cli", "server", "mcp", "testing", "executor", "__init__", "__main__"},
 ]
 
 

@@ -103,9 +103,9 @@ def test_lock_below_a_regular_file_still_runs_the_block(tmp_path: Path, caplog: 
 
 def _copy_cache(runtime: execr.Runtime, dest: Path) -> Path:
     """A private copy of the warm default cache entry (so damaging it leaves the user's cache alone)."""
-    (folder,) = runtime._artifacts("default").dirs
-    shutil.copytree(folder, dest / folder.name)
-    return dest / folder.name
+    for folder in runtime.artifacts("default", metered=False).dirs:
+        shutil.copytree(folder, dest / folder.name)
+    return dest / runtime.artifacts("default", metered=False).dir.name
 
 
 @pytest.mark.guest
@@ -124,7 +124,8 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(
         _cache.write_verified(folder / "snapshot.json", b'{"args": [1, 2], "slots": "oops"')
         expect, code = "snapshot metadata", "print('ok')"
     else:
-        (folder / "plain.cwasm").write_bytes(b"\0asm")
+        plain = runtime.artifacts("default", metered=False).plain
+        (tmp_path / plain.parent.name / plain.name).write_bytes(b"\0asm")
         expect, code = "corrupt or truncated", "print('ok')"
     progress: list[str] = []
     with (
@@ -135,7 +136,10 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(
     assert (result.outcome.value, result.stdout) == ("completed", "ok\n"), result
     assert expect in caplog.text, caplog.text
     assert progress, "the rebuild reports progress"
-    assert _cache.read_verified(folder / ("plain.cwasm" if damage == "truncate-plain" else "snapshot.cwasm"))
+    rebuilt = runtime.artifacts("default", metered=False).plain if damage == "truncate-plain" else folder / "x"
+    assert _cache.read_verified(
+        tmp_path / rebuilt.parent.name / ("plain.cwasm" if damage == "truncate-plain" else "snapshot.cwasm")
+    )
 
 
 @pytest.mark.guest

@@ -1,22 +1,27 @@
-"""Tests for the ``execr`` command line (execr.cli): run, info, warmup, --version."""
+"""The ``execr`` command line on the fake runtime: what the user sees (output, notes, exit status) in milliseconds.
+
+``main(argv, runtime_factory=FakeRuntime)`` runs the real parser and handlers; only the
+guest is scripted (``execr.testing``). What needs real wasm (limits enforced, mounts
+written, the binary's hashes, separate processes) is in ``test_cli_e2e.py``.
+"""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 import execr
-from execr._image import _binary
+from execr import Outcome, Result
+from execr._image._binary import PYTHON_VERSION
 from execr._options import size as _size
+from execr._request import Request
 from execr.cli import main
-
-pytestmark = pytest.mark.guest
+from execr.testing import FakeRuntime
 
 Cap = pytest.CaptureFixture[bytes]
 
@@ -27,138 +32,140 @@ def _empty_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
 
 
-def _cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m execr ARGS`` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "execr", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+class Recorder:
+    """A runtime factory whose runtimes answer with ``result`` (default: the fake's scripted answers).
+
+    ``requests`` collects what every run was asked to do; ``options`` what the runtime was built with.
+    """
+
+    def __init__(self, result: Result | None = None) -> None:
+        self.result = result
+        self.requests: list[Request] = []
+        self.options: list[dict[str, object]] = []
+
+    def __call__(self, **options: object) -> FakeRuntime:
+        self.options.append(options)
+        rt = FakeRuntime(responder=None if self.result is None else self._answer)
+        self.requests = rt.requests  # the last runtime's log
+        return rt
+
+    def _answer(self, _request: Request) -> Result:
+        assert self.result is not None
+        return self.result
 
 
-def test_hello_world(capsysbinary: Cap) -> None:
-    """`execr run -c` prints the guest's stdout exactly and exits 0."""
-    assert main(["run", "-c", "print('hello, world')"]) == 0
-    out, err = capsysbinary.readouterr()
-    assert out == b"hello, world\n"
-    assert err == b""
+def _run(*argv: str, factory: object = FakeRuntime) -> int:
+    return main(list(argv), runtime_factory=factory)  # type: ignore[arg-type]
 
 
-def test_run_file_with_args(tmp_path: Path, capsysbinary: Cap) -> None:
-    """FILE is read on the host; words after it, and after '--', become the guest's sys.argv[1:]."""
-    script = tmp_path / "prog.py"
-    script.write_text("import sys\nprint(sys.argv[1:])\n")
-    assert main(["run", str(script), "a", "--", "-x", "--", "b"]) == 0
-    assert capsysbinary.readouterr().out == b"['a', '-x', '--', 'b']\n"
-    assert main(["run", "-c", "import sys; print(sys.argv[1:])", "--", "--flag"]) == 0
-    assert capsysbinary.readouterr().out == b"['--flag']\n"
+# -- run: output and exit status --
 
 
-def test_exit_code_passthrough(capsysbinary: Cap) -> None:
-    """The guest's own exit code is the CLI's exit status, with no execr note."""
-    assert main(["run", "-c", "import sys; sys.exit(3)"]) == 3
+def test_stdout_passes_through_and_exit_0(capsysbinary: Cap) -> None:
+    """`execr run -c` prints the guest's stdout exactly, nothing on stderr, and exits 0."""
+    assert _run("run", "-c", "print('hello, world')") == 0
+    assert capsysbinary.readouterr() == (b"hello, world\n", b"")
+
+
+def test_guest_exit_code_is_the_status(capsysbinary: Cap) -> None:
+    """The guest's own exit code is the CLI's exit status, with no execr note; 256 does not read as success."""
+    assert _run("run", "-c", "exit(3)") == 3
     assert capsysbinary.readouterr().err == b""
+    assert _run("run", "-c", "exit(256)") == 1
 
 
-def test_uncaught_exception(capsysbinary: Cap) -> None:
-    """An uncaught guest exception exits 1 with the guest's traceback on stderr."""
-    assert main(["run", "-c", "1/0"]) == 1
+def test_stdout_and_stderr_bytes_are_kept_apart(capsysbinary: Cap) -> None:
+    """Undecodable guest bytes reach the CLI's stdout and stderr unchanged."""
+    answer = Result(stdout_bytes=b"out\xff\n", stderr_bytes=b"err\xfe\n", outcome=Outcome.FAILED, exit_code=1)
+    assert _run("run", "-c", "anything", factory=Recorder(answer)) == 1
+    assert capsysbinary.readouterr() == (b"out\xff\n", b"err\xfe\n")
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"), [("sleep(5)", "timed_out"), ("crash", "crashed")], ids=["timed-out", "crashed"]
+)
+def test_limit_or_crash_adds_one_note(code: str, outcome: str, capsysbinary: Cap) -> None:
+    """A run a limit or a crash ended exits 1 with exactly one line `execr: OUTCOME: detail` on stderr."""
+    assert _run("run", "--timeout", "0.01", "-c", code) == 1
     out, err = capsysbinary.readouterr()
     assert out == b""
-    assert b"Traceback" in err
-    assert err.rstrip().endswith(b"ZeroDivisionError: division by zero")
+    assert err.decode().startswith(f"execr: {outcome}: ") and err.count(b"\n") == 1, err
+
+
+def test_dropped_output_is_noted(capsysbinary: Cap) -> None:
+    """Output cut by --max-stdout/--max-stderr is reported on stderr after the guest's own stderr."""
+    answer = Result(stdout_bytes=b"y" * 10, stderr_bytes=b"e\n", stdout_dropped=3977, stderr_dropped=5)
+    assert _run("run", "--max-stdout", "1K", "-c", "x", factory=Recorder(answer)) == 0
+    out, err = capsysbinary.readouterr()
+    assert out == b"y" * 10
+    assert err == (
+        b"e\n"
+        b"execr: stdout: 3977 bytes dropped from the middle (--max-stdout)\n"
+        b"execr: stderr: 5 bytes dropped from the middle (--max-stderr)\n"
+    )
 
 
 def test_json_output(capsysbinary: Cap) -> None:
-    """--json prints only Result.to_dict() as JSON; the exit status is still the guest's."""
-    assert main(["run", "--json", "--plain", "-c", "import sys; print('x'); sys.exit(4)"]) == 4
+    """--json prints only Result.to_dict() as JSON; the exit status is still the guest's; --plain is the mode."""
+    assert _run("run", "--json", "--plain", "-c", "exit(4)") == 4
     out, err = capsysbinary.readouterr()
     data = json.loads(out)
-    assert data["outcome"] == "failed"
-    assert data["exit_code"] == 4
-    assert data["stdout"] == "x\n"
-    assert data["mode"] == "plain"
+    assert (data["outcome"], data["exit_code"], data["mode"]) == ("failed", 4, "plain")
     assert err == b""
+    assert _run("run", "--json", "-c", "print('x')") == 0
+    assert json.loads(capsysbinary.readouterr().out)["stdout"] == "x\n"
 
 
-def test_timeout(capsysbinary: Cap) -> None:
-    """--timeout stops an infinite loop: exit 1 and an `execr: timed_out: ...` line."""
-    assert main(["run", "--timeout", "1", "-c", "while True: pass"]) == 1
-    err = capsysbinary.readouterr().err.decode()
-    assert err.startswith("execr: timed_out: "), err
-    assert err.count("\n") == 1
+# -- run: what reaches the guest --
 
 
-def test_limit_note_and_suffixes(capsysbinary: Cap) -> None:
-    """Size suffixes and 'none' are accepted; dropped output is reported on stderr."""
-    args = ["run", "--max-stdout", "1K", "--memory-limit", "256M", "--fuel", "none", "--max-files", "none"]
-    assert main([*args, "-c", "print('y' * 5000)"]) == 0
-    out, err = capsysbinary.readouterr()
-    assert len(out) == 1024
-    assert err == b"execr: stdout: 3977 bytes dropped from the middle (--max-stdout)\n"
-    assert main(["run", "--fuel", "1000", "-c", "print(1)"]) == 1
-    assert capsysbinary.readouterr().err.startswith(b"execr: out_of_fuel: ")
+def test_file_and_arguments_reach_the_guest(tmp_path: Path) -> None:
+    """FILE is read on the host; words after it, and after '--', become the guest's sys.argv[1:]."""
+    script = tmp_path / "prog.py"
+    script.write_text("print('from file')\n")
+    rec = Recorder()
+    assert _run("run", str(script), "a", "--", "-x", "--", "b", factory=rec) == 0
+    assert rec.requests[0].code == "print('from file')\n"
+    assert rec.requests[0].args == ("a", "-x", "--", "b")
+    assert _run("run", "-c", "pass", "--", "--flag", factory=rec) == 0
+    assert rec.requests[0].args == ("--flag",)
 
 
-def test_size_parsing() -> None:
-    """--memory-limit style sizes are powers of 1024; 'none' turns the limit off."""
-    assert _size("65536") == 65536
-    assert _size("64K") == 64 * 1024
-    assert _size("512M") == 512 * 1024**2
-    assert _size("1G") == _size("1GiB") == 1024**3
-    assert _size("1.5k") == 1536
-    assert _size("none") is None
-
-
-def test_env_mount_file(tmp_path: Path, capsysbinary: Cap) -> None:
-    """--env sets the guest environment, --mount shows a host dir (rw writes back), --file places content."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "in.txt").write_text("from host")
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
+def test_env_mount_file_and_limits_reach_the_run(tmp_path: Path) -> None:
+    """--env, --mount, --file, --runtime, --plain and the limit options become the run's request."""
+    (tmp_path / "data").mkdir()
     host_file = tmp_path / "cfg.json"
     host_file.write_bytes(b'{"k": 1}')
-    code = (
-        "import os\n"
-        "print(os.environ['GREETING'], os.environ['EMPTY'] == '', sorted(os.environ))\n"
-        "print(open('/data/in.txt').read())\n"
-        "print(open('/etc/app/cfg.json').read())\n"
-        "open('/out/result.txt', 'w').write('written')\n"
-    )
-    argv = ["run", "--env", "GREETING=hi=there", "--env", "EMPTY=", "--mount", f"{data}:/data"]
-    argv += ["--mount", f"{out_dir}:/out:rw", "--file", f"/etc/app/cfg.json={host_file}", "-c", code]
-    assert main(argv) == 0
-    out, err = capsysbinary.readouterr()
-    assert err == b""
-    lines = out.decode().splitlines()
-    assert lines[0].startswith("hi=there True ['EMPTY', 'GREETING'")
-    assert lines[1] == "from host"
-    assert lines[2] == '{"k": 1}'
-    assert (out_dir / "result.txt").read_text() == "written"
+    rec = Recorder()
+    argv = ["run", "--env", "GREETING=hi=there", "--env", "EMPTY=", "--mount", f"{tmp_path / 'data'}:/data:rw"]
+    argv += ["--file", f"/etc/app/cfg.json={host_file}", "--timeout", "5", "--memory-limit", "256M"]
+    argv += ["--fuel", "none", "--max-open-files", "16", "--plain", "-c", "pass"]
+    assert _run(*argv, factory=rec) == 0
+    request = rec.requests[0]
+    assert dict(request.env) == {"GREETING": "hi=there", "EMPTY": ""}
+    assert dict(request.files) == {"/etc/app/cfg.json": b'{"k": 1}'}
+    assert [(str(m.guest), m.writable) for m in request.mounts] == [("/data", True)]
+    assert (request.limits.timeout, request.limits.memory_limit, request.limits.fuel) == (5, 256 * 1024**2, None)
+    assert request.limits.max_open_files == 16
+    assert request.snapshot is False and request.runtime == "default"
 
 
-def test_read_only_mount(tmp_path: Path, capsysbinary: Cap) -> None:
-    """A --mount without :rw cannot be written by the guest."""
-    assert main(["run", "--mount", f"{tmp_path}:/data", "-c", "open('/data/x', 'w')"]) == 1
-    assert b"Error" in capsysbinary.readouterr().err
-    assert not (tmp_path / "x").exists()
+def test_piped_stdin_reaches_the_guest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-terminal stdin is read fully, as bytes, and given to the guest."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"line one\n\xff")))
+    rec = Recorder()
+    assert _run("run", "-c", "pass", factory=rec) == 0
+    assert rec.requests[0].stdin == b"line one\n\xff"
 
 
-def test_stdin_piped() -> None:
-    """Piped stdin reaches the guest byte for byte."""
-    proc = _cli("run", "-c", "import sys; d = sys.stdin.buffer.read(); print(len(d), d[::-1])", stdin=b"abc\xff\n")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b"5 b'\\n\\xffcba'\n"
+def test_runtime_gets_the_preload_option() -> None:
+    """--preload is handed to the runtime the command builds."""
+    rec = Recorder()
+    assert _run("run", "--preload", "numpy", "-c", "pass", factory=rec) == 0
+    assert rec.options[0]["preload"] == "numpy"
 
 
-def test_stdin_in_process(monkeypatch: pytest.MonkeyPatch, capsysbinary: Cap) -> None:
-    """A non-terminal stdin is read fully and given to the guest."""
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"line one\nline two\n")))
-    assert main(["run", "-c", "import sys; print(sys.stdin.readlines())"]) == 0
-    assert capsysbinary.readouterr().out == b"['line one\\n', 'line two\\n']\n"
+# -- usage errors --
 
 
 @pytest.mark.parametrize(
@@ -183,106 +190,16 @@ def test_stdin_in_process(monkeypatch: pytest.MonkeyPatch, capsysbinary: Cap) ->
     ],
 )
 def test_usage_errors(argv: list[str], capsysbinary: Cap) -> None:
-    """Bad flags, bad values and a missing FILE exit 2 with one `execr: error:` line and no traceback."""
-    assert main(argv) == 2
+    """Bad flags, bad values and a missing FILE exit 2 with one `execr: error:` line, no traceback, no run."""
+    rec = Recorder()
+    assert _run(*argv, factory=rec) == 2
     out, err = capsysbinary.readouterr()
     assert out == b""
     text = err.decode()
     assert text.startswith("execr: error: "), text
     assert text.count("\n") == 1, text
     assert "Traceback" not in text
-
-
-def test_usage_error_subprocess() -> None:
-    """As a real process, a bad value still gives exit 2, one line, no traceback."""
-    proc = _cli("run", "--timeout", "-1", "-c", "print(1)")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(b"execr: error: timeout must be")
-    assert proc.stderr.count(b"\n") == 1
-    assert proc.stdout == b""
-
-
-def test_runtime_unavailable(tmp_path: Path) -> None:
-    """An unusable binary is an execr error: exit 1, one line, no traceback."""
-    bad = tmp_path / "python.wasm"
-    bad.write_bytes(b"not wasm")
-    proc = _cli("run", "-c", "print(1)", env={"EXECR_BINARY": str(bad)})
-    assert proc.returncode == 1
-    last = proc.stderr.decode().splitlines()[-1]
-    assert last.startswith("execr: error: the CPython binary at "), proc.stderr
-    assert "corrupt" in last
-    assert b"Traceback" not in proc.stderr
-
-
-def test_info_json(capsysbinary: Cap) -> None:
-    """`info --json` reports the guest Python version and the pinned binary's sha256."""
-    assert main(["info", "--json"]) == 0
-    data = json.loads(capsysbinary.readouterr().out)
-    assert data["python_version"] == "3.12.0"
-    assert data["binary_sha256"] == _binary.SHA256
-    assert len(data["binary_sha256"]) == 64
-    assert data["execr_version"] == execr.__version__
-
-
-def test_info_text(capsysbinary: Cap) -> None:
-    """`info` prints aligned `key: value` lines, nested keys dotted."""
-    assert main(["info"]) == 0
-    lines = capsysbinary.readouterr().out.decode().splitlines()
-    keys = {line.split(":", 1)[0] for line in lines}
-    assert {"python_version", "binary_sha256", "cache_dir", "snapshot.path", "plain_module.cached"} <= keys
-
-
-def test_warmup(capsysbinary: Cap) -> None:
-    """`warmup` loads (or builds) the module and snapshot, then says where they are and how long it took."""
-    assert main(["warmup"]) == 0
-    out, err = capsysbinary.readouterr()
-    text = out.decode()
-    assert "compiled module: " in text
-    assert "snapshot: " in text
-    assert text.rstrip().splitlines()[-1].startswith("ready in ")
-    assert err.startswith(b"execr: [")
-
-
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    """--version prints the execr and guest Python versions and exits 0."""
-    assert main(["--version"]) == 0
-    assert capsys.readouterr().out.startswith(f"execr {execr.__version__} (guest CPython 3.12.0")
-
-
-def test_help(capsys: pytest.CaptureFixture[str]) -> None:
-    """`run --help` exits 0 and documents the options."""
-    assert main(["run", "--help"]) == 0
-    out = capsys.readouterr().out
-    for flag in ("--timeout", "--memory-limit", "--mount", "--file", "--env", "--json", "--plain"):
-        assert flag in out
-
-
-def test_many_processes_no_panic() -> None:
-    """25 separate `execr run` processes all exit 0 and none panics at interpreter exit."""
-    for i in range(25):
-        proc = _cli("run", "-c", "print(1)")
-        assert proc.returncode == 0, (i, proc.stderr)
-        assert proc.stdout == b"1\n"
-        assert b"panic" not in proc.stderr, (i, proc.stderr)
-
-
-def test_max_open_files_option(capsysbinary: Cap) -> None:
-    """`execr run --max-open-files N` reaches the run's limits; a bad value is a usage error naming it."""
-    from execr import cli
-
-    ns = cli._parse(["run", "-c", "pass", "--max-open-files", "16"])
-    assert ns.max_open_files == 16
-    assert main(["run", "-c", "print('x')", "--max-open-files", "16"]) == 0
-    assert capsysbinary.readouterr().out == b"x\n"
-    assert main(["run", "-c", "pass", "--max-open-files", "0"]) == 2
-    assert b"max_open_files must be a whole number >= 1" in capsysbinary.readouterr().err
-
-
-def test_info_shows_the_default_limits(capsysbinary: Cap) -> None:
-    """`execr info --json` lists the default limits, max_open_files included."""
-    assert main(["info", "--json"]) == 0
-    info = json.loads(capsysbinary.readouterr().out)
-    assert info["default_limits"]["max_open_files"] == 128 and info["default_limits"]["timeout"] == 30
+    assert rec.requests == []
 
 
 @pytest.mark.parametrize(
@@ -291,6 +208,7 @@ def test_info_shows_the_default_limits(capsysbinary: Cap) -> None:
         (["run", "-c", "pass", "--fuel", "18446744073709551616"], b"fuel must be at most 2**62"),
         (["run", "-c", "pass", "--timeout", "1e12"], b"timeout must be at most 1e9 seconds"),
         (["run", "-c", "pass", "--max-stdout", "9999999T"], b"max_stdout must be at most 2**62"),
+        (["run", "-c", "pass", "--max-open-files", "0"], b"max_open_files must be a whole number >= 1"),
         (["run", "-c", "pass", "--env", "K=\udcff"], b"env['K'] must be valid Unicode text"),
         (["run", "-c", "pass", "--", "\udcff"], b"args[0] must be valid Unicode text"),
         (["batch", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"], b"cannot read the input"),
@@ -299,6 +217,195 @@ def test_info_shows_the_default_limits(capsysbinary: Cap) -> None:
 )
 def test_bad_values_are_usage_errors(argv: list[str], message: bytes, capsysbinary: Cap) -> None:
     """Out-of-range limits, undecodable arguments (surrogate-escaped argv) and bad batch paths: exit 2, one line."""
-    assert main(argv) == 2
+    assert _run(*argv) == 2
     err = capsysbinary.readouterr().err
     assert message in err and b"Traceback" not in err and b"internal error" not in err
+
+
+def test_size_parsing() -> None:
+    """--memory-limit style sizes are powers of 1024; 'none' turns the limit off."""
+    assert _size("65536") == 65536
+    assert _size("64K") == 64 * 1024
+    assert _size("512M") == 512 * 1024**2
+    assert _size("1G") == _size("1GiB") == 1024**3
+    assert _size("1.5k") == 1536
+    assert _size("none") is None
+
+
+def test_internal_error_is_one_line(capsysbinary: Cap, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in execr prints one `internal error` line and exits 1; EXECR_DEBUG=1 shows the traceback instead."""
+
+    def broken(**_options: object) -> FakeRuntime:
+        raise RuntimeError("boom")
+
+    assert _run("run", "-c", "pass", factory=broken) == 1
+    assert capsysbinary.readouterr().err == (
+        b"execr: error: internal error: RuntimeError: boom (set EXECR_DEBUG=1 for a traceback)\n"
+    )
+    monkeypatch.setenv("EXECR_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        _run("run", "-c", "pass", factory=broken)
+
+
+def test_ctrl_c_exits_130(capsysbinary: Cap) -> None:
+    """Ctrl-C during a run prints `execr: interrupted` and exits 130."""
+
+    def interrupted(_request: Request) -> Result:
+        raise KeyboardInterrupt
+
+    assert _run("run", "-c", "pass", factory=lambda **_: FakeRuntime(responder=interrupted)) == 130
+    assert capsysbinary.readouterr().err == b"execr: interrupted\n"
+
+
+# -- info, --version, --help --
+
+
+def test_info_json_shows_version_and_default_limits(capsysbinary: Cap) -> None:
+    """`execr info --json` gives execr's version, the runtime's own description and the default limits."""
+    assert _run("info", "--json") == 0
+    info = json.loads(capsysbinary.readouterr().out)
+    assert info["execr_version"] == execr.__version__
+    assert info["fake"] is True  # the runtime's info() is passed through
+    assert info["default_limits"]["max_open_files"] == 128 and info["default_limits"]["timeout"] == 30
+
+
+def test_info_text_is_aligned_and_dotted(capsysbinary: Cap) -> None:
+    """`execr info` prints aligned `key: value` lines, nested keys dotted, booleans as yes/no."""
+    assert _run("info") == 0
+    lines = capsysbinary.readouterr().out.decode().splitlines()
+    rows = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
+    assert rows["runtimes.default.available"] == "yes"
+    assert rows["default_limits.timeout"] == "30.0"
+    value_columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}
+    assert len(value_columns) == 1, lines  # every value starts in the same column
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the execr and guest Python versions and exits 0."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"execr {execr.__version__} (guest CPython {PYTHON_VERSION}, WASI)")
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    """`execr --help` exits 0 and lists every subcommand; `run --help` documents its options."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("run", "info", "warmup", "batch", "serve", "mcp"):
+        assert f"    {command} " in out, command
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--timeout", "--memory-limit", "--mount", "--file", "--env", "--json", "--plain"):
+        assert flag in out
+
+
+# -- batch --
+
+
+def test_batch_runs_on_the_factory(tmp_path: Path) -> None:
+    """`execr batch IN -o OUT` writes one record per line, in order, with the runtime the test gave."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id": "a", "code": "print(1)"}\nnot json\n{"id": "c", "code": "crash"}\n')
+    assert _run("batch", str(src), "-o", str(out), "--workers", "1", "--no-progress") == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["line"], r["outcome"]) for r in records] == [(1, "completed"), (2, "crashed"), (3, "crashed")]
+    assert records[0]["stdout"] == "1\n" and records[2]["error"] == "scripted crash"  # only the fake says that
+
+
+def test_batch_refuses_host_paths_unless_allowed(tmp_path: Path, capsysbinary: Cap) -> None:
+    """A batch line naming a mount is refused unless --allow-host-paths; results go to stdout without -o."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"code": "print(2)", "mounts": [f"{tmp_path}:/data"]}) + "\n")
+    assert _run("batch", str(src), "--workers", "1", "--no-progress") == 0
+    refused = json.loads(capsysbinary.readouterr().out)
+    assert refused["outcome"] == "crashed" and "--allow-host-paths" in refused["error"]
+    assert _run("batch", str(src), "--workers", "1", "--no-progress", "--allow-host-paths") == 0
+    assert json.loads(capsysbinary.readouterr().out)["stdout"] == "2\n"
+
+
+def test_batch_output_equal_to_input_is_refused(tmp_path: Path, capsysbinary: Cap) -> None:
+    """`execr batch X -o X` exits 2 with one line and leaves X as it was."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"code": "print(1)"}')
+    assert _run("batch", str(src), "-o", str(src), "--no-progress") == 2
+    assert b"is the input file" in capsysbinary.readouterr().err
+    assert src.read_text() == '{"code": "print(1)"}'
+
+
+# -- mcp --
+
+
+def _fake_mcp(calls: list[object]) -> types.ModuleType:
+    """A stand-in ``execr.mcp`` with the two functions the CLI calls."""
+    module = types.ModuleType("execr.mcp")
+
+    def add_arguments(parser: object) -> None:
+        parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")  # type: ignore[attr-defined]
+
+    def run(args: object) -> int:
+        calls.append(args)
+        return 7
+
+    module.add_arguments = add_arguments  # type: ignore[attr-defined]
+    module.run = run  # type: ignore[attr-defined]
+    return module
+
+
+def test_mcp_hands_its_words_to_execr_mcp(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`execr mcp ...` parses with execr.mcp's options, returns its run()'s status and passes the test seam on."""
+    calls: list[object] = []
+    monkeypatch.setitem(sys.modules, "execr.mcp", _fake_mcp(calls))
+    assert main(["mcp", "--transport", "http"], runtime_factory=FakeRuntime) == 7
+    (args,) = calls
+    assert args.transport == "http" and args.runtime_factory is FakeRuntime  # type: ignore[attr-defined]
+    assert main(["mcp", "--help"]) == 0
+    assert "--transport" in capsys.readouterr().out
+    assert main(["mcp", "--transport", "carrier-pigeon"]) == 2
+    assert capsys.readouterr().err.startswith("execr: error: argument --transport")
+
+
+def test_mcp_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without execr.mcp (or its SDK), `execr mcp` exits 1 with one line naming the extra; --help still works."""
+    monkeypatch.setitem(sys.modules, "execr.mcp", None)  # makes `import execr.mcp` raise ImportError
+    assert main(["mcp"]) == 1
+    assert capsys.readouterr().err == "execr: error: the MCP server needs: pip install 'execr[mcp]'\n"
+    assert main(["--help"]) == 0
+    assert "mcp" in capsys.readouterr().out
+
+
+def test_mcp_sdk_missing_at_start_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SDK missing when the server starts gives the same one line; any other broken import is not masked."""
+    module = _fake_mcp([])
+
+    def run(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'mcp'", name="mcp")
+
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "execr.mcp", module)
+    assert main(["mcp"]) == 1
+    assert capsys.readouterr().err == "execr: error: the MCP server needs: pip install 'execr[mcp]'\n"
+
+    def broken(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
+
+    module.run = broken  # type: ignore[attr-defined]
+    assert main(["mcp"]) == 1
+    assert "internal error: ModuleNotFoundError: No module named 'numpy'" in capsys.readouterr().err
+
+
+def test_importing_the_cli_does_not_import_mcp() -> None:
+    """`import execr.cli` (and building its parser for `execr --help`) loads neither execr.mcp nor the mcp SDK."""
+    import subprocess
+
+    code = (
+        "import sys, execr.cli, contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    execr.cli.main(['--help'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mcp' or m == 'execr.mcp'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"

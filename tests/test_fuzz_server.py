@@ -7,9 +7,6 @@ response must be a 2xx result or a 4xx JSON error (``{"error": {...}}``), never 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,50 +19,13 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from _live import Live  # noqa: E402  (a real server on a loopback socket)
 from execr import Limits  # noqa: E402
-from execr.server import ServerConfig  # noqa: E402
-from execr.server._app import make_server  # noqa: E402
 
 pytestmark = pytest.mark.guest
 
 KEY = "fuzz-key-0123456789"
 CAPS = Limits(timeout=2, memory_limit=64 * 1024 * 1024, max_stdout=64 * 1024, max_stderr=64 * 1024)
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveServer:
-    """A real uvicorn server for ``config`` in a background thread of this process."""
-
-    def __init__(self, **options: Any) -> None:
-        self.config = ServerConfig(host="127.0.0.1", port=free_port(), **options)
-        self.server = make_server(self.config, log_level="error")
-        self.url = f"http://127.0.0.1:{self.config.port}"
-        self.thread = threading.Thread(target=self.server.run, name="fuzz-uvicorn", daemon=True)
-        self.thread.start()
-
-    def wait_ready(self, timeout: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url) as c:
-            while True:
-                assert self.thread.is_alive(), "server thread died"
-                assert time.monotonic() < deadline, "server did not become ready"
-                try:
-                    if c.get("/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
-        assert not self.thread.is_alive()
 
 
 def check_response(status: int, body: bytes) -> None:
@@ -111,9 +71,9 @@ RAW = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def live() -> Iterator[LiveServer]:
+def live() -> Iterator[Live]:
     """A keyed server with small caps (runs stay cheap), one worker."""
-    server = LiveServer(workers=1, api_keys={KEY}, max_limits=CAPS, max_batch=4, max_queue=8)
+    server = Live(log_level="error", workers=1, api_keys={KEY}, max_limits=CAPS, max_batch=4, max_queue=8)
     try:
         server.wait_ready()
         yield server
@@ -134,7 +94,7 @@ def schemathesis_cases(url: str) -> tuple[list[Any], Any]:
     return strategies, schema
 
 
-def test_schemathesis_finds_no_5xx(live: LiveServer) -> None:
+def test_schemathesis_finds_no_5xx(live: Live) -> None:
     """Every operation of /openapi.json, positive and negative cases from schemathesis: no 5xx."""
     strategies, _schema = schemathesis_cases(live.url)
     assert len(strategies) >= 8
@@ -152,7 +112,7 @@ def test_schemathesis_finds_no_5xx(live: LiveServer) -> None:
     assert tried[0] >= 100
 
 
-def test_raw_bodies_find_no_5xx(live: LiveServer) -> None:
+def test_raw_bodies_find_no_5xx(live: Live) -> None:
     """Raw bodies (junk JSON, host-path fields, surrogates, deep nesting, non-JSON) on both POST routes: no 5xx."""
     with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as c:
 
@@ -181,7 +141,7 @@ def test_raw_bodies_find_no_5xx(live: LiveServer) -> None:
         ({"code": "pass", "limits": {"fuel": 2**64}}, "fuel must be at most 2**62"),
     ],
 )
-def test_bad_text_and_files_are_4xx_naming_the_field(live: LiveServer, body: dict[str, Any], field: str) -> None:
+def test_bad_text_and_files_are_4xx_naming_the_field(live: Live, body: dict[str, Any], field: str) -> None:
     """Lone surrogates and clashing files keys over HTTP: a 4xx JSON error naming the field (it was a 500)."""
     with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as c:
         r = c.post("/v1/execute", content=json.dumps(body), headers={"content-type": "application/json"})

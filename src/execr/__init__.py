@@ -3,13 +3,16 @@
 Python API: ``execute`` / ``execute_async`` (one run in a fresh sandbox), ``RunOptions``
 (their typed keyword options), ``execute_many`` / ``execute_many_async`` / ``iter_results``
 (many runs on a pool of worker processes, or on Ray), ``WorkerPool``, ``run_batch``,
-``Runtime``, ``Result``, ``Outcome``, ``OutputFile``, ``Limits``, ``Mount``, ``UNSET``,
-``binary``, the exception tree rooted at ``ExecrError`` (``InvalidArgument``,
-``RuntimeUnavailable``, ``RuntimeClosed``, ``PoolFull``, ``OutcomeError`` and its
-``Guest*`` subclasses), ``execr.testing`` (a fake runtime for tests), and the seed's
-``execr.executor.core`` (``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
+``Session`` / ``AsyncSession`` (a live interpreter across calls, with ``Checkpoint``s, fork
+and restore), ``Runtime``, ``Result``, ``ToolCall``, ``Outcome``, ``OutputFile``, ``Limits``,
+``Mount``, ``UNSET``, ``binary``, the exception tree rooted at ``ExecrError``
+(``InvalidArgument``, ``RuntimeUnavailable``, ``RuntimeClosed``, ``SessionExpired``,
+``CheckpointRefused``, ``PoolFull``, ``OutcomeError`` and its ``Guest*`` subclasses),
+``execr.testing`` (a fake runtime for tests), and the seed's ``execr.executor.core``
+(``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
 
-Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr batch``, ``execr serve``
+Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr batch``, ``execr serve``,
+``execr mcp``
 (see ``execr --help``). HTTP (``execr serve``, extra ``server``): ``POST /v1/execute``,
 ``POST /v1/execute/batch``, ``GET /v1/runtime``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``.
 
@@ -24,7 +27,9 @@ stderr), ``EXECR_DEBUG=1`` (the CLI shows internal tracebacks instead of one-lin
 """
 
 from ._api import execute, execute_async
+from ._checkpoint import Checkpoint
 from ._exceptions import (
+    CheckpointRefused,
     ExecrError,
     GuestCancelled,
     GuestCrashed,
@@ -38,6 +43,7 @@ from ._exceptions import (
     PoolFull,
     RuntimeClosed,
     RuntimeUnavailable,
+    SessionExpired,
 )
 from ._image._binary import binary
 from ._limits import UNSET, Limits
@@ -45,14 +51,18 @@ from ._mounts import Mount
 from ._parallel._batch import run_batch
 from ._parallel._many import execute_many, execute_many_async, iter_results
 from ._parallel._pool import WorkerPool
-from ._results import Outcome, OutputFile, Result
+from ._results import Outcome, OutputFile, Result, ToolCall
 from ._run_options import RunOptions
 from ._runtime import Runtime
+from ._session import AsyncSession, Session
 
 __version__ = "0.1.0"
 
 __all__ = [
     "UNSET",
+    "AsyncSession",
+    "Checkpoint",
+    "CheckpointRefused",
     "ExecrError",
     "GuestCancelled",
     "GuestCrashed",
@@ -73,6 +83,9 @@ __all__ = [
     "Runtime",
     "RuntimeClosed",
     "RuntimeUnavailable",
+    "Session",
+    "SessionExpired",
+    "ToolCall",
     "WorkerPool",
     "__version__",
     "binary",

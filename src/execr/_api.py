@@ -42,7 +42,8 @@ def execute(
     ``PYTHONPATH``. Limits come from ``limits`` and the keyword overrides; ``None`` turns
     one off. ``snapshot=False`` takes the plain (slow) start-up path.
 
-    ``runtime`` picks the CPython: ``"default"`` (3.12, the standard library) or
+    ``runtime`` picks the CPython: ``"default"`` (execr's own 3.13 build, the standard
+    library), ``"python3.12"`` (the older 3.12.0 binary, kept for a while) or
     ``"scientific"`` (3.15 with numpy, pandas, scipy, scikit-learn...; needs
     ``pip install 'execr[scientific]'``), run on the process-wide ``Runtime``. To run on a
     ``Runtime`` of your own, call its ``execute`` (passing one as ``runtime=`` still works,

@@ -6,6 +6,8 @@
     ├── InvalidArgument (ValueError)       bad input to an execr API; names the argument
     ├── RuntimeUnavailable (RuntimeError)  the CPython binary is missing, corrupt or cannot load
     ├── RuntimeClosed (RuntimeError)       a closed Runtime, pool or session was used
+    │   └── SessionExpired                 a session passed its idle timeout, lifetime or call budget
+    ├── CheckpointRefused (ValueError)     a checkpoint that is corrupt, or for another runtime or binary
     ├── PoolFull (queue.Full)              ``WorkerPool.submit(block=False)`` found the queue full
     └── OutcomeError                       raised by ``Result.raise_for_outcome()``
         ├── GuestFailed                    the program exited with a non-zero code
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from ._results import Result
 
 __all__ = [
+    "CheckpointRefused",
     "ExecrError",
     "GuestCancelled",
     "GuestCrashed",
@@ -41,6 +44,7 @@ __all__ = [
     "PoolFull",
     "RuntimeClosed",
     "RuntimeUnavailable",
+    "SessionExpired",
 ]
 
 
@@ -99,3 +103,11 @@ class GuestCancelled(OutcomeError):
 
 class PoolFull(ExecrError, queue.Full):
     """``WorkerPool.submit(..., block=False)`` found ``max_queue`` requests already pending."""
+
+
+class SessionExpired(RuntimeClosed):
+    """The session passed its idle timeout, its lifetime or its call budget, and was closed."""
+
+
+class CheckpointRefused(ExecrError, ValueError):
+    """A checkpoint that is corrupt, of another format version, or for another runtime or binary."""

@@ -2,7 +2,8 @@
 
 Process-wide state (each created lazily, on first use, by the module named):
 
-- the wasmtime Engine, Linker and epoch ticker (``_sandbox.host()``), its store reaper and
+- the wasmtime Engines, Linkers and epoch tickers (``_sandbox.host(fuel)``: one metering fuel, one not;
+  Linkers are freed after the stores), the store reaper and
   the trap-handler guard (``_sandbox``);
 - the recycled instances of each compiled module (``_sandbox._recycle``);
 - the default ``Runtime`` behind ``execute()`` (``_runtime.default_runtime()``);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import InvalidArgument
-from ._image._flavors import NAMES, flavor
+from ._image._flavors import NAMES, flavor, preload_list
+from ._jsonlike import check_inputs
 from ._limits import DEFAULT_LIMITS, UNSET, Limits
 from ._mounts import SLOTS, Mount, guest_path, host_dir
 
@@ -40,6 +42,8 @@ class Request:
     pythonpath: Path | None = None
     snapshot: bool = True
     runtime: str = "default"
+    preload: tuple[str, ...] | None = None  # modules the run's snapshot must have imported (a preload set)
+    inputs: bytes = b""  # guest globals set before the code runs (marshal of a JSON-like dict; b"": none)
 
 
 def _show(value: object, limit: int = 120) -> str:
@@ -198,6 +202,8 @@ def make_request(
     limits: Limits | Mapping[str, Any] | None = None,
     snapshot: object = True,
     runtime: object = "default",
+    preload: object = None,
+    inputs: object = None,
     **limit_kwargs: Any,
 ) -> Request:
     """Validate ``execute``'s arguments into a ``Request`` (raises ``InvalidArgument``).
@@ -236,6 +242,11 @@ def make_request(
     if not isinstance(runtime, str) or runtime not in NAMES:
         raise InvalidArgument(f"runtime must be one of {', '.join(map(repr, NAMES))}; got {_show(runtime)}")
     spec = flavor(runtime)
+    if preload is not None and not spec.reactor:
+        raise InvalidArgument(f"preload applies to the scientific runtime, not {spec.name!r}")
+    if preload is not None and not isinstance(preload, (str, Iterable)):
+        raise InvalidArgument(f"preload must be module names (a str or a list); got {type(preload).__name__}")
+    wanted = None if preload is None else preload_list(preload)
     mount_list = _mounts(mounts)
     spec.check_mounts(m.guest for m in mount_list)
     root = None if mount_fs is None else host_dir(mount_fs, "mount_fs")
@@ -252,4 +263,12 @@ def make_request(
         pythonpath=None if pythonpath is None else host_dir(pythonpath, "EXECR_PYTHONPATH"),
         snapshot=snapshot,
         runtime=spec.name,
+        preload=wanted or None,
+        inputs=_inputs(inputs),
     )
+
+
+def _inputs(inputs: object) -> bytes:
+    """``inputs=`` as the marshal bytes the guest loads (b"" for none)."""
+    values = check_inputs(inputs)
+    return marshal.dumps(values, 4) if values else b""

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from . import _exceptions as exc
 
-__all__ = ["Mode", "Outcome", "OutputFile", "Result"]
+__all__ = ["Mode", "Outcome", "OutputFile", "Result", "ToolCall"]
 
 
 class Outcome(enum.StrEnum):
@@ -73,6 +73,26 @@ class OutputFile:
         return {"path": self.path, "size": self.size, "truncated": self.truncated, **_blob("content", self.content)}
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call the guest made to a host function (``tools=``): what, with what, how it ended.
+
+    ``ok`` is False when the call was refused (unknown tool, arguments not matching its schema,
+    the permission callback said no, the call budget was spent) or the tool raised; ``error``
+    then says why. ``duration`` is the host time spent, in seconds (not charged to fuel).
+    """
+
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    duration: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
 Mode = Literal["snapshot", "plain"]
 """How the run started: from the pre-initialized snapshot, or CPython's own ``_start``."""
 
@@ -85,8 +105,8 @@ class Result:
     guest wrote, head and tail kept under the cap); ``stdout`` and ``stderr`` are its text
     (invalid UTF-8 replaced). ``stdout_truncated`` says whether the middle was dropped
     (``stdout_dropped`` bytes). The seed's fields are kept: ``stdout``, ``stderr``,
-    ``fuel_consumed``, ``memory`` (64 KiB pages of linear memory at the end) and ``data_len``
-    (its size in bytes).
+    ``fuel_consumed`` (None when the run was not metered: a default-runtime run without a fuel
+    limit), ``memory`` (64 KiB pages of linear memory at the end) and ``data_len`` (its size in bytes).
     """
 
     stdout_bytes: bytes = b""
@@ -102,6 +122,13 @@ class Result:
     files: tuple[OutputFile, ...] = ()
     error: str | None = None
     mode: Mode = "snapshot"
+    #: The repr of the code's last expression, as a REPL shows it (``Session.run``, or ``value=True``);
+    #: None when the code does not end in an expression, its value is None, or the run failed.
+    value: str | None = None
+    #: In a session, the number of this call (1, 2, ...); None for a one-off run.
+    execution_count: int | None = None
+    #: The host functions the guest called, in order (see ``tools=``).
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @classmethod
     def build(cls, *, stdout: bytes = b"", stderr: bytes = b"", **fields: Any) -> Result:
@@ -165,6 +192,9 @@ class Result:
             "files": [f.to_dict() for f in self.files],
             "error": self.error,
             "mode": self.mode,
+            "value": self.value,
+            "execution_count": self.execution_count,
+            "tool_calls": [c.to_dict() for c in self.tool_calls],
         }
 
     @classmethod
@@ -194,4 +224,7 @@ class Result:
             files=files,
             error=data.get("error"),
             mode="plain" if data.get("mode") == "plain" else "snapshot",
+            value=data.get("value"),
+            execution_count=data.get("execution_count"),
+            tool_calls=tuple(ToolCall(**c) for c in data.get("tool_calls", ())),
         )

@@ -37,3 +37,5 @@ class RunOptions(TypedDict, total=False):
     max_open_files: int | Unset | None
     snapshot: bool  # False: CPython's own start-up (slow), for comparison
     runtime: str  # which CPython: "default" or "scientific"
+    preload: str | Iterable[str] | None  # scientific: run on a snapshot with these imported (built now if new)
+    inputs: Mapping[str, Any] | None  # guest globals set before the code runs (JSON-like values)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Unpack
 from . import _mailbox
 from ._exceptions import RuntimeClosed, RuntimeUnavailable
 from ._guestfs import Caps, GuestFiles, Tree
+from ._image import _datafiles
 from ._image._binary import Binary, load
 from ._image._cache import cache_dir
-from ._image._flavors import NAMES, Flavor, flavor, preload_list
+from ._image._flavors import NAMES, flavor, preload_list
 from ._limits import UNSET, Unset
 from ._mailbox import REQUEST_BOX
 from ._mounts import PACKAGES, SCRIPT
@@ -36,9 +37,9 @@ from ._workspace import Workspace, check_outputs, write_outputs
 
 if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import execr`` stays cheap
     from . import _sandbox
-    from ._image import _snapshot
+    from ._image import _preload, _snapshot
 
-__all__ = ["Runtime", "default_runtime", "quiet", "snapshot_default"]
+__all__ = ["Runtime", "SessionSlot", "default_runtime", "quiet", "snapshot_default"]
 
 STDIO_FILES = ("stdin.txt", "stdout.txt", "stderr.txt")  # what ``stdio=DIR`` receives (the seed's names)
 
@@ -60,13 +61,23 @@ def _stderr_progress(message: str) -> None:
 
 @dataclasses.dataclass
 class _Built:
-    """One flavor's modules, built lazily under its own lock."""
+    """One flavor's modules, built lazily under its own lock, per engine (fuel-metered or not)."""
 
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
     files: Binary | None = None
-    plain: _sandbox.Compiled | None = None
-    snap: _snapshot.Snapshot | None = None
+    plain: dict[bool, _sandbox.Compiled] = dataclasses.field(default_factory=dict)
+    snap: dict[bool, _snapshot.Snapshot] = dataclasses.field(default_factory=dict)
     snapshot_error: str | None = None
+
+
+@dataclasses.dataclass
+class SessionSlot:
+    """What a run in a session uses instead of fresh ones: its instance, its snapshot and its workspace."""
+
+    live: _sandbox.Live
+    snap: _snapshot.Snapshot
+    workspace: Workspace
+    fresh: bool = True  # the session's first call: a new ``__main__`` and fresh random state
 
 
 class Runtime:
@@ -75,8 +86,10 @@ class Runtime:
     ``snapshot=False`` always uses the plain start-up path. A snapshot that cannot be
     built falls back to the plain path with a message (``snapshot_error`` says why, for
     the default CPython; ``snapshot_errors`` for each). ``binary`` overrides the default
-    CPython's file; ``preload`` lists the modules the scientific snapshot imports (default:
-    ``$EXECR_SCIENTIFIC_PRELOAD``, comma-separated, else numpy and pandas).
+    CPython's file; ``preload`` lists the modules every scientific run has imported (default:
+    ``$EXECR_SCIENTIFIC_PRELOAD``, comma-separated, else numpy and pandas): beyond numpy and
+    pandas it is a preload set (``_image._preload``, built in seconds). Scientific runs also
+    take the stored set that best covers their code's imports (read from its AST).
     """
 
     def __init__(
@@ -95,6 +108,7 @@ class Runtime:
         self._preload = preload_list(preload)
         self._lock = threading.RLock()
         self._built = {name: _Built() for name in NAMES}
+        self._sets: dict[str, _preload.Sets] = {}  # preload sets per reactor runtime, made on first use
         self._closed = False
 
     # -- building --
@@ -136,62 +150,101 @@ class Runtime:
         """``snapshot_error`` for each runtime."""
         return {name: built.snapshot_error for name, built in self._built.items()}
 
-    def _preload_of(self, spec: Flavor) -> tuple[str, ...]:
-        return self._preload if spec.reactor else ()
+    @property
+    def snapshot_enabled(self) -> bool:
+        """Whether runs may take the snapshot path (``snapshot=`` at construction)."""
+        return self._use_snapshot
 
-    def _artifacts(self, runtime: str = "default") -> _snapshot.Artifacts:
-        from ._image import _snapshot  # imported on first use: it loads wasmtime
+    def preload_of(self, runtime: str) -> tuple[str, ...]:
+        """The modules ``runtime``'s snapshot imports beyond the standard set."""
+        return self._preload if flavor(runtime).reactor else ()
 
-        spec = flavor(runtime)
-        return _snapshot.artifacts(self.files(runtime), self.cache_dir, spec, self._preload_of(spec))
-
-    def _plain_module(self, runtime: str = "default") -> _sandbox.Compiled:
-        from . import _sandbox  # imported on first use: they load wasmtime
-        from ._image import _snapshot
-
-        built = self._built[flavor(runtime).name]
-        with built.lock:
-            self._check_open()
-            if built.plain is None:
-                where = self._artifacts(runtime)
-                built.plain = _snapshot.load_plain(
-                    _sandbox.host(), self.files(runtime), where, self._progress, flavor(runtime)
-                )
-            return built.plain
-
-    def _snapshot_module(self, runtime: str = "default") -> _snapshot.Snapshot | None:
+    def artifacts(self, runtime: str = "default", metered: bool = False) -> _snapshot.Artifacts:
+        """Where ``runtime``'s compiled modules are cached: those runs without a fuel limit use, or
+        (``metered``) those for runs with one (the same for a runtime without a fuel-free module)."""
         from . import _sandbox  # imported on first use: they load wasmtime
         from ._image import _snapshot
 
         spec = flavor(runtime)
+        engine = _sandbox.host(metered or not spec.fuel_free, spec.wasm_stack).config
+        return _snapshot.artifacts(self.files(runtime), self.cache_dir, spec, spec.default_preload, engine)
+
+    def recycles(self, runtime: str, metered: bool = False) -> bool | None:
+        """Whether the loaded snapshot's instances are recycled (None: not loaded in this Runtime)."""
+        spec = flavor(runtime)
+        snap = self._built[spec.name].snap.get(metered or not spec.fuel_free)
+        return None if snap is None else snap.compiled.recycle
+
+    def _plain_module(self, runtime: str = "default", metered: bool = False) -> _sandbox.Compiled:
+        from . import _sandbox  # imported on first use: they load wasmtime
+        from ._image import _snapshot
+
+        spec = flavor(runtime)
+        metered = metered or not spec.fuel_free
         built = self._built[spec.name]
         with built.lock:
-            if built.snap is None and built.snapshot_error is None and self._use_snapshot:
+            self._check_open()
+            if metered not in built.plain:
+                where = self.artifacts(runtime, metered)
+                built.plain[metered] = _snapshot.load_plain(
+                    _sandbox.host(metered, spec.wasm_stack), self.files(runtime), where, self._progress, spec
+                )
+            return built.plain[metered]
+
+    def _snapshot_module(self, runtime: str = "default", metered: bool = False) -> _snapshot.Snapshot | None:
+        from . import _sandbox  # imported on first use: they load wasmtime
+        from ._image import _snapshot
+
+        spec = flavor(runtime)
+        metered = metered or not spec.fuel_free
+        built = self._built[spec.name]
+        with built.lock:
+            if metered not in built.snap and built.snapshot_error is None and self._use_snapshot:
                 self._check_open()
-                binary, where = self.files(runtime), self._artifacts(runtime)  # a bad binary raises here
+                binary, where = self.files(runtime), self.artifacts(runtime, metered)  # a bad binary raises here
                 try:
-                    built.snap = _snapshot.load(
-                        _sandbox.host(),
+                    built.snap[metered] = _snapshot.load(
+                        _sandbox.host(metered, spec.wasm_stack),
                         binary,
                         where,
-                        lambda: self._plain_module(runtime),
+                        lambda: self._plain_module(runtime, metered),
                         self._progress,
                         spec,
-                        self._preload_of(spec),
+                        spec.default_preload,  # more modules: preload sets (``_sets_of``)
                     )
                 except RuntimeUnavailable as e:
                     built.snapshot_error = str(e)
                     self._progress(f"{spec.name} snapshot unavailable, using the plain path: {e}")
-            return built.snap
+            return built.snap.get(metered)
 
     def warmup(self, runtimes: Iterable[str] = ("default",)) -> None:
-        """Build (or load) the compiled modules and the snapshots of ``runtimes`` now, not on first use."""
+        """Build (or load) the compiled modules and the snapshots of ``runtimes`` now, not on first use
+        (for a runtime with a fuel-free module, both: runs with and without a fuel limit)."""
         names = [runtimes] if isinstance(runtimes, str) else list(runtimes)
         for name in names:
             flavor(name)
         for name in names:
-            self._plain_module(name)
-            self._snapshot_module(name)
+            for metered in (False, True) if flavor(name).fuel_free else (True,):
+                self._plain_module(name, metered)
+                self._snapshot_module(name, metered)
+            if flavor(name).reactor and self._use_snapshot:
+                self._sets_of(name).warm(self.preload_of(name))
+
+    def _sets_of(self, runtime: str) -> _preload.Sets:
+        """``runtime``'s preload sets (a reactor flavor's), made on first use."""
+        from . import _sandbox  # imported on first use: they load wasmtime
+        from ._image import _preload
+
+        spec = flavor(runtime)
+        with self._lock:
+            self._check_open()
+            if spec.name not in self._sets:
+                engine = _sandbox.host(True, spec.wasm_stack).config
+                plain = lambda: self._plain_module(runtime, True)  # noqa: E731
+                self._sets[spec.name] = _preload.Sets(
+                    spec, self.files(runtime), self.cache_dir, engine, plain, self._progress
+                )
+            return self._sets[spec.name]
 
     def info(self) -> dict[str, Any]:
         """Versions, hashes, cache paths and state (what ``execr info`` prints; see ``_runtime_info``)."""
@@ -224,24 +277,45 @@ class Runtime:
         )
         return self.run(request)
 
-    def run(self, request: Request, cancel: threading.Event | None = None) -> Result:
-        """Run one validated request. Guest failures come back in the Result."""
+    def run(
+        self,
+        request: Request,
+        cancel: threading.Event | None = None,
+        *,
+        value: bool = False,
+        session: SessionSlot | None = None,
+    ) -> Result:
+        """Run one validated request. Guest failures come back in the Result.
+
+        ``value``: also return the repr of the code's last expression (snapshot path only).
+        ``session``: run in a session's live instance and workspace (``_session``), not a fresh one.
+        """
         from . import _sandbox  # imported on first use: they load wasmtime
 
         self._check_open()
         started = time.perf_counter()
         spec = flavor(request.runtime)
         binary = self.files(spec.name)
-        snap = self._snapshot_module(spec.name) if request.snapshot else None
-        compiled = snap.compiled if snap is not None else self._plain_module(spec.name)
         lim = request.limits
+        metered = spec.metered(lim.fuel)
+        snap = self._snapshot_module(spec.name, metered) if request.snapshot and session is None else None
+        if session is not None:
+            snap = session.snap
+        elif snap is not None and spec.reactor:  # the preload set that best fits the code's imports
+            sets = self._sets_of(spec.name)
+            snap = sets.choose(request.code, snap, self.preload_of(spec.name), lim.memory_limit, request.preload)
+        compiled = snap.compiled if snap is not None else self._plain_module(spec.name, metered)
         if request.stdio is not None:
             check_outputs(request.stdio, STDIO_FILES)  # before the run: a refusal afterwards would lose its result
-        ws = Workspace(
-            root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
-        )
+        if session is not None:
+            ws = session.workspace
+        else:
+            ws = Workspace(
+                root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
+            )
+        scratch = _datafiles.Scratch(binary)  # the scientific runtime's per-run scratch directory
         try:
-            env = list(request.env)
+            env = _datafiles.merge_env(_datafiles.env_defaults(binary), request.env)
             path = [PACKAGES] if request.pythonpath is not None else []
             if path:
                 env.append(("PYTHONPATH", PACKAGES))
@@ -249,21 +323,31 @@ class Runtime:
             control = {"main.py": code}
             patches: list[tuple[int, bytes]] = []
             if snap is not None:
-                flags = {"reseed": False} if snap.rng else {}
+                flags = {"reseed": False} if snap.rng or (session is not None and not session.fresh) else {}
+                if value:
+                    flags["value"] = True
+                if session is not None:  # keep __main__ between calls; atexit handlers run at close
+                    flags |= {"fresh": session.fresh, "final": False}
                 payload = request_payload(request, code, env, path, **flags)
                 big = len(payload) > REQUEST_BOX
                 if big:
                     control["request.bin"] = payload
                 patches = [request_patch(snap, None if big else payload)]
-                patches += [(address, os.urandom(624 * 4)) for address in snap.rng]  # fresh random states
+                if session is None or session.fresh:  # fresh random states (a session keeps its own after)
+                    patches += [(address, os.urandom(624 * 4)) for address in snap.rng]
                 patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
             elif spec.reactor:
                 control["request.bin"] = request_payload(request, code, env, path)
+            elif request.inputs:
+                control["inputs.bin"] = request.inputs
             stdout, stderr = Capture(lim.max_stdout), Capture(lim.max_stderr)
             trees = ws.trees(control) + [Tree(p.guest, p.host, p.writable) for p in spec.preopens(binary)]
+            trees += scratch.trees()
+            base = (ws.base_usage[0] + scratch.usage[0], ws.base_usage[1] + scratch.usage[1])
+            used = (ws.usage[0] + scratch.usage[0], ws.usage[1] + scratch.usage[1])
             caps = Caps(lim.max_files, lim.max_file_bytes, lim.max_open_files)
             with GuestFiles(
-                trees, stdin=request.stdin, stdout=stdout, stderr=stderr, caps=caps, base=ws.base_usage
+                trees, stdin=request.stdin, stdout=stdout, stderr=stderr, caps=caps, base=base, used=used
             ) as files:
                 launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim, cancel=cancel)
                 if snap is not None:
@@ -272,7 +356,7 @@ class Runtime:
                     launch.argv = spec.plain_argv(SCRIPT, request.args)
                     launch.env = env
                     launch.start = spec.start
-                raw = _sandbox.host().run(compiled, launch)
+                raw = compiled.host.run(compiled, launch, None if session is None else session.live)
             out, out_dropped = stdout.value()
             err, err_dropped = stderr.value()
             outcome, error = raw.outcome, raw.error
@@ -296,9 +380,14 @@ class Runtime:
                 files=files_out,
                 error=error,
                 mode="snapshot" if snap is not None else "plain",
+                value=raw.value.decode("utf-8", "replace")
+                if raw.value is not None and outcome is Outcome.COMPLETED
+                else None,
             )
         finally:
-            ws.close()
+            if session is None:
+                ws.close()
+            scratch.close()
 
     # -- lifecycle --
 
@@ -310,12 +399,14 @@ class Runtime:
         """Release the compiled modules (idempotent); later use raises ``RuntimeClosed``."""
         with self._lock:
             self._closed = True
+            sets, self._sets = self._sets, {}
+            for each in sets.values():
+                each.close()
             for name in NAMES:
                 with self._built[name].lock:
                     built = self._built[name]
-                    for compiled in (built.plain, built.snap.compiled if built.snap is not None else None):
-                        if compiled is not None:
-                            compiled.release()
+                    for compiled in [*built.plain.values(), *(snap.compiled for snap in built.snap.values())]:
+                        compiled.release()
                     self._built[name] = _Built()
 
     def __enter__(self) -> Runtime:
@@ -328,6 +419,8 @@ class Runtime:
 def request_payload(request: Request, code: bytes, env: list[tuple[str, str]], path: list[str], **flags: bool) -> bytes:
     """The marshal-encoded request the snapshot's entry function reads."""
     fields = {"script": SCRIPT, "code": code, "args": list(request.args), "env": dict(env), "path": path, "cwd": "/"}
+    if request.inputs:
+        fields["inputs"] = request.inputs
     return marshal.dumps(fields | flags, 4)
 
 

@@ -122,7 +122,7 @@ class Workspace:
                 self.before |= state
                 entries += n
                 size += b
-            self.base_usage = (entries, size)
+            self.base_usage = self.usage = (entries, size)
         except BaseException:
             self.close()
             raise
@@ -190,6 +190,22 @@ class Workspace:
             finally:
                 os.close(fd)
         return tuple(sorted(out, key=lambda f: f.path)), None
+
+    def rebase(self) -> str | None:
+        """Take what the writable trees hold now as the new ``before`` (a session, between calls), and
+        update ``usage``; returns a problem if part of them cannot be read (``None``: fine)."""
+        before: FileState = {}
+        entries = size = 0
+        for guest, host in self.writable:
+            try:
+                state, n, b = _scan(host, guest, refuse_links=False)
+            except (Unreadable, OSError) as e:
+                return f"writable mount {guest!r} cannot be read: {e}"
+            before |= state
+            entries += n
+            size += b
+        self.before, self.usage = before, (entries, size)
+        return None
 
     def close(self) -> None:
         """Give back the run's own root (kept for reuse if empty, else removed in the background).

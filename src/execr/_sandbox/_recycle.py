@@ -69,6 +69,7 @@ class Compiled:
 
     def __init__(self, host: Host, module: wt.Module) -> None:
         self.module = module
+        self.host = host
         self.pre = host._linker.instantiate_pre(module)
         mem = next(e.type for e in module.exports if e.name == "memory")
         assert isinstance(mem, wt.MemoryType)

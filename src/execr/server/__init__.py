@@ -1,7 +1,8 @@
 """execr's HTTP service: ``execr serve`` (FastAPI on uvicorn, runs on a ``WorkerPool``).
 
 Routes: ``POST /v1/execute``, ``POST /v1/execute/batch``, ``GET /v1/runtime``,
-``GET /healthz``, ``GET /readyz``, ``GET /metrics``, docs at ``/docs``.
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, docs at ``/docs``, and the MCP server at
+``/mcp`` when the ``mcp`` extra is installed.
 
 Importing this package needs only execr; FastAPI, uvicorn and prometheus-client (the
 ``server`` extra) are imported by ``create_app``/``serve``/the ``serve`` command.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import re
@@ -276,6 +277,22 @@ def _limited(receive: Receive, limit: int, state: _State) -> Receive:
 # -- the app --
 
 
+def _mount_mcp(app: FastAPI, state: _State, config: ServerConfig) -> None:
+    """``/mcp``: the MCP server (extra ``mcp``) behind the same edge (keys, body cap), caps and pool."""
+    if importlib.util.find_spec("mcp") is None:
+        return
+    from ..mcp import asgi_app
+
+    async def run_for_mcp(request: RunRequest) -> Result:
+        state.admit(1)  # MCP runs count against the same queue as /v1/execute
+        try:
+            return (await state.run(request))[0]
+        finally:
+            state.release(1)
+
+    app.add_route("/mcp", asgi_app(config, run_for_mcp), methods=["GET", "POST", "DELETE"], include_in_schema=False)
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI app for ``config`` (the pool starts with the app's lifespan)."""
     if not isinstance(config, ServerConfig):
@@ -307,6 +324,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app, state)
     add_run_routes(app, state, config)
     add_info_routes(app, state, config)
+    _mount_mcp(app, state, config)
     app.openapi = openapi_for(app, config)  # type: ignore[method-assign]
     app.add_middleware(_Edge, state=state)
     return app

@@ -1,0 +1,239 @@
+"""Sessions: state across calls, rollback of failed calls, checkpoint / fork / restore, budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import execr
+from execr import Checkpoint, CheckpointRefused, Outcome, Runtime, Session, SessionExpired
+
+
+@pytest.fixture
+def session(runtime: Runtime):
+    with Session(on=runtime) as s:
+        yield s
+
+
+def test_state_carries_and_values_come_back_like_a_repl(session: Session) -> None:
+    """x = 40 then x + 2 gives value "42"; statements give no value; execution_count counts calls."""
+    first = session.run("x = 40")
+    assert (first.ok, first.value, first.execution_count) == (True, None, 1)
+    second = session.run("x + 2")
+    assert (second.value, second.execution_count, second.stdout) == ("42", 2, "")
+    assert session.run("print('hi'); [x] * 2").value == "[40, 40]"
+    assert session.run("None").value is None
+    assert session.run("'a\\nb'").value == "'a\\nb'"
+
+
+def test_inputs_bind_guest_globals(session: Session) -> None:
+    """inputs= binds JSON-like values as globals before the call; bad values are refused up front."""
+    r = session.run("sum(r['n'] for r in rows)", inputs={"rows": [{"n": 1}, {"n": 2.5}]})
+    assert r.value == "3.5"
+    assert session.run("rows[0]").value == "{'n': 1}"  # still there in the next call
+    with pytest.raises(execr.InvalidArgument, match="JSON-like"):
+        session.run("pass", inputs={"x": object()})
+    with pytest.raises(execr.InvalidArgument, match="identifiers"):
+        session.run("pass", inputs={"not a name": 1})
+
+
+def test_inputs_in_execute_on_both_paths(runtime: Runtime) -> None:
+    """execute(inputs=...) binds the same globals on the snapshot and the plain path."""
+    for snapshot in (True, False):
+        r = runtime.execute("print(n * 2, names)", inputs={"n": 21, "names": ["a"]}, snapshot=snapshot)
+        assert r.stdout == "42 ['a']\n", r
+
+
+@pytest.mark.parametrize(
+    ("code", "limits", "outcome"),
+    [
+        ("while True: x += 1", {"timeout": 0.3}, Outcome.TIMED_OUT),
+        ("big = bytearray(300 * 2**20)", {}, Outcome.MEMORY_LIMIT),
+        ("import sys\nsys.stdout.write('y' * 5000)\nx = -1", {"max_stdout": 10}, None),
+    ],
+    ids=["timeout", "memory", "output-cap"],
+)
+def test_a_stopped_call_leaves_the_session_as_it_was(runtime: Runtime, code: str, limits: dict, outcome) -> None:
+    """A call the host stops (in the middle of changing state) is rolled back: memory, globals, counters."""
+    with Session(on=runtime, memory_limit=128 * 2**20) as s:
+        s.run("x = 1\ndata = list(range(1000))")
+        r = s.run(code, **limits)
+        if outcome is None:  # an output cap truncates; the call itself completes and stands
+            assert r.ok and r.stdout_truncated and s.run("x").value == "-1"
+            return
+        assert r.outcome is outcome, r
+        assert "rolled back" in (r.error or "") and r.execution_count is None
+        assert s.run("x, len(data)").value == "(1, 1000)"
+        assert s.execution_count == 2
+
+
+def test_out_of_fuel_is_rolled_back_in_a_metered_session(runtime: Runtime) -> None:
+    """With a fuel limit, each call is metered; running out mid-loop rolls the call back."""
+    with Session(on=runtime, fuel=10**9) as s:
+        s.run("n = 0")
+        r = s.run("while True: n += 1", fuel=2_000_000)
+        assert r.outcome is Outcome.OUT_OF_FUEL and r.fuel_consumed == 2_000_000
+        assert s.run("n").value == "0"
+    with Session(on=runtime) as free, pytest.raises(execr.InvalidArgument, match="metered session"):
+        free.run("pass", fuel=10)
+
+
+def test_an_exception_keeps_earlier_statements_unless_atomic(session: Session) -> None:
+    """Like a REPL, a traceback keeps what ran before it; atomic=True rolls it back too."""
+    r = session.run("a = 1\nraise ValueError('boom')")
+    assert r.outcome is Outcome.FAILED and "ValueError: boom" in r.stderr
+    assert session.run("a").value == "1"
+    r = session.run("a = 2\nraise ValueError('boom')", atomic=True)
+    assert r.outcome is Outcome.FAILED and "rolled back" in (r.error or "")
+    assert session.run("a").value == "1"
+
+
+def test_files_persist_across_calls_and_are_reported_per_call(session: Session) -> None:
+    """The working directory lives as long as the session; each result lists what that call changed."""
+    r = session.run("open('a.txt', 'w').write('one')")
+    assert [f.path for f in r.files] == ["/a.txt"]
+    r = session.run("open('b.txt', 'w').write(open('a.txt').read() * 2)")
+    assert [(f.path, f.content) for f in r.files] == [("/b.txt", b"oneone")]
+    assert session.run("sorted(__import__('os').listdir('.'))").value == "['a.txt', 'b.txt']"
+
+
+def test_checkpoint_fork_and_restore(session: Session, runtime: Runtime) -> None:
+    """A checkpoint restores state and files; a fork is independent and draws other random numbers."""
+    session.run("import random\nstate = {'k': [1, 2, 3]}\nopen('f.txt', 'w').write('saved')")
+    cp = session.checkpoint()
+    data = cp.to_bytes()
+    assert Checkpoint.from_bytes(data) == cp
+    child = session.fork()
+    try:
+        child.run("state['k'].append(4)")
+        assert session.run("state").value == "{'k': [1, 2, 3]}"
+        assert child.run("state").value == "{'k': [1, 2, 3, 4]}"
+        ours, theirs = session.run("random.random()").value, child.run("random.random()").value
+        assert ours != theirs
+    finally:
+        child.close()
+    session.run("state.clear()")
+    with Session.restore(data, on=runtime) as back:
+        assert back.run("state, open('f.txt').read()").value == "({'k': [1, 2, 3]}, 'saved')"
+        assert back.execution_count == cp.info["execution_count"] + 1
+
+
+def test_checkpoint_size_follows_changed_pages_not_the_heap(runtime: Runtime) -> None:
+    """A small change after a big allocation that was freed still checkpoints small; a big live one is big."""
+    with Session(on=runtime) as s:
+        small = s.checkpoint().size
+        s.run("keep = bytes(range(256)) * 40_000")  # ~10 MB kept alive
+        big = s.checkpoint().size
+    assert small < 4 * 2**20 < 10 * 2**20 < big
+
+
+def test_restore_in_another_process(runtime: Runtime, tmp_path) -> None:
+    """A checkpoint's bytes restore in a new Python process (as on another machine or Ray node)."""
+    with Session(on=runtime) as s:
+        s.run("greeting = 'from the first process'")
+        (tmp_path / "cp.bin").write_bytes(s.checkpoint().to_bytes())
+    code = textwrap.dedent(
+        f"""
+        import execr
+        with execr.Session.restore(open({str(tmp_path / "cp.bin")!r}, "rb").read()) as s:
+            print(s.run("greeting").value)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout == "'from the first process'\n", out.stderr[-2000:]
+
+
+def test_bad_or_foreign_checkpoints_are_refused(session: Session, runtime: Runtime) -> None:
+    """Corrupt bytes, other formats and other runtimes are refused before anything is loaded."""
+    data = bytearray(session.checkpoint().to_bytes())
+    for bad, why in [
+        (b"junk", "too short"),
+        (bytes(data[:-1]) + bytes([data[-1] ^ 1]), "corrupt"),
+        (b"X" + bytes(data[1:]), "magic"),
+    ]:
+        with pytest.raises(CheckpointRefused, match=why):
+            Session.restore(bad, on=runtime)
+    cp = Checkpoint.from_bytes(bytes(data))
+    import dataclasses
+
+    foreign = dataclasses.replace(cp, key="python-0.0-feedface")
+    with pytest.raises(CheckpointRefused, match="another runtime or binary"):
+        Session.restore(foreign, on=runtime)
+
+
+def test_budgets_expire_and_carry_across_restore(runtime: Runtime) -> None:
+    """max_calls and lifetime end a session (SessionExpired); a restore keeps the calls used and can only tighten."""
+    with Session(on=runtime, max_calls=3) as s:
+        s.run("x = 1")
+        cp = s.checkpoint()
+        s.run("x")
+        s.run("x")
+        with pytest.raises(SessionExpired, match="3 calls"):
+            s.run("x")
+        assert s.closed
+    with Session.restore(cp, on=runtime, max_calls=100) as back:  # cannot loosen: still 3
+        assert back.max_calls == 3 and back.calls == 1
+        back.run("x")
+        back.run("x")
+        with pytest.raises(SessionExpired):
+            back.run("x")
+    with Session(on=runtime, lifetime=0.01) as old:
+        import time
+
+        time.sleep(0.05)
+        with pytest.raises(SessionExpired, match="lifetime"):
+            old.run("1")
+
+
+def test_closed_session_refuses_use(runtime: Runtime) -> None:
+    """After close(), every call raises RuntimeClosed; close() is idempotent."""
+    s = Session(on=runtime)
+    s.close()
+    s.close()
+    with pytest.raises(execr.RuntimeClosed):
+        s.run("1")
+    with pytest.raises(execr.RuntimeClosed):
+        s.checkpoint()
+
+
+def test_sessions_are_isolated_from_each_other(runtime: Runtime) -> None:
+    """Two sessions share nothing: globals, modules, files."""
+    with Session(on=runtime) as a, Session(on=runtime) as b:
+        a.run("secret = 'a'\nimport json\njson.marker = 1\nopen('mine.txt', 'w').write('a')")
+        r = b.run("import json, os\n(globals().get('secret'), hasattr(json, 'marker'), os.listdir('.'))")
+        assert r.value == "(None, False, [])"
+
+
+def test_async_session(runtime: Runtime) -> None:
+    """AsyncSession mirrors Session with awaitables."""
+
+    async def main() -> tuple[str | None, str | None]:
+        async with execr.AsyncSession(on=runtime) as s:
+            await s.run("x = 20")
+            fork = await s.fork()
+            await fork.run("x = 1")
+            r = await s.run("x * 2")
+            cp = await s.checkpoint()
+            back = await execr.AsyncSession.restore(cp, on=runtime)
+            other = await back.run("x + 1")
+            await back.close()
+            await fork.close()
+            return r.value, other.value
+
+    assert asyncio.run(main()) == ("40", "21")
+
+
+def test_bad_session_arguments_are_refused(runtime: Runtime) -> None:
+    """Invalid options raise InvalidArgument naming them, before any instance is made."""
+    with pytest.raises(execr.InvalidArgument, match="idle_timeout"):
+        Session(on=runtime, idle_timeout=-1)
+    with pytest.raises(execr.InvalidArgument, match="max_calls"):
+        Session(on=runtime, max_calls=0)
+    with pytest.raises(execr.InvalidArgument, match="runtime"):
+        Session("nope", on=runtime)
+    with Session(on=runtime) as s, pytest.raises(execr.InvalidArgument, match="per-call limits"):
+        s.run("1", memory_limit=1)
