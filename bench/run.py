@@ -239,7 +239,7 @@ def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
     # first idle (just instantiated), then each having run hello.
     snap = rt._snapshot_module()
     assert snap is not None, rt.snapshot_error
-    host = _sandbox.host()
+    host = snap.compiled.host
     ws = Workspace(root=None, mounts=(), packages=None, files={})
     code = HELLO.encode()
     payload = marshal.dumps({"script": GUEST_SCRIPT, "code": code, "args": [], "env": {}, "path": [], "cwd": "/"}, 4)
@@ -349,11 +349,13 @@ def seed_call(plain_cwasm: str, code: str) -> str:
     cfg = wt.Config()
     cfg.consume_fuel = True  # the cached module was compiled for execr's engine config
     cfg.epoch_interruption = True
+    cfg.max_wasm_stack = 2 << 20
     engine = wt.Engine(cfg)
     with open(plain_cwasm, "rb") as f:
         module = wt.Module.deserialize(engine, f.read())
     linker = wt.Linker(engine)
     linker.define_wasi()
+    linker.define_func("host", "call", wt.FuncType([wt.ValType.i32()] * 4, [wt.ValType.i32()]), lambda *a: -1)
     tmp = tempfile.mkdtemp(prefix="execr-bench-seed-")
     try:
         with open(os.path.join(tmp, "main.py"), "w") as f:
@@ -362,6 +364,9 @@ def seed_call(plain_cwasm: str, code: str) -> str:
         wasi = wt.WasiConfig()
         wasi.argv = ["python", "main.py"]
         wasi.preopen_dir(tmp, "/")
+        stdlib = execr.Runtime().files().stdlib  # the default runtime's stdlib zip directory
+        if stdlib is not None:
+            wasi.preopen_dir(str(stdlib), "/usr/local/lib")
         wasi.stdout_file = os.path.join(tmp, "stdout.txt")
         wasi.stderr_file = os.path.join(tmp, "stderr.txt")
         store.set_wasi(wasi)
@@ -383,7 +388,7 @@ def seed_call(plain_cwasm: str, code: str) -> str:
 
 
 def seed(rt: execr.Runtime, n: int) -> dict[str, Any]:
-    plain = str(rt._artifacts().plain)
+    plain = str(rt.artifacts(metered=True).plain)
     samples = []
     start = time.perf_counter()
     for _ in range(n):

@@ -71,7 +71,7 @@ def test_closed_runtime_refuses_runs():
 #: execr's layers, bottom up: a module may import its own layer or those below, never one above.
 LAYERS = [
     {"_exceptions", "_limits", "_results", "_run_options", "_verdict", "_process", "_output", "_mounts", "_mailbox"}
-    | {"_exports", "_options", "_jsonlike"},
+    | {"_exports", "_options", "_jsonlike", "_tools"},
     {"_guestfs", "_roots", "_workspace", "_checkpoint"},
     {"_sandbox"},
     {"_image"},

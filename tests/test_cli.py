@@ -290,7 +290,7 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
     """`execr --help` exits 0 and lists every subcommand; `run --help` documents its options."""
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("run", "info", "warmup", "batch", "serve", "mcp"):
+    for command in ("run", "repl", "info", "warmup", "batch", "serve", "mcp"):
         assert f"    {command} " in out, command
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out

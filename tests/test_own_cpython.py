@@ -140,3 +140,32 @@ def test_tampered_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             _binary.load(bad)
     finally:
         _binary._load.cache_clear()
+
+
+def test_a_host_thread_with_a_small_stack_does_not_crash_the_host() -> None:
+    """A caller's thread with less native stack than the guest may use (256 KiB here, as musl's
+    threads or a small threading.stack_size()) runs the guest on one of execr's own threads: deep
+    guest recursion still ends as a clean RecursionError, and the host process lives on."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import threading, execr
+        out = []
+        def go():
+            deep = ['import json; json.loads("[" * 100000 + "]" * 100000)', 'def f(x): return list(map(f, [x]))\\nf(1)']
+            for src in deep:
+                r = execr.execute(src)
+                out.append((r.outcome.value, "RecursionError" in r.stderr))
+        threading.stack_size(256 * 1024)
+        t = threading.Thread(target=go)
+        t.start()
+        t.join()
+        print(out)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[('failed', True), ('failed', True)]"

@@ -125,9 +125,14 @@ def test_cli_run_and_warmup(scientific: execr.Runtime, capsysbinary: pytest.Capt
 def test_many_runs_pass_the_runtime(scientific: execr.Runtime) -> None:
     """execute_many items choose their runtime (a pool worker's Runtime dispatches on it)."""
     results = execr.execute_many(
-        [{"code": NUMPY_LINE, "runtime": "scientific"}, "import sys; print(sys.version_info[1])"], workers=1
+        [
+            {"code": NUMPY_LINE, "runtime": "scientific"},
+            "import sys; print(sys.version_info[1])",
+            {"code": "import sys; print(sys.version_info[1])", "runtime": "python3.12"},
+        ],
+        workers=1,
     )
-    assert [r.stdout for r in results] == ["45\n", "12\n"], [r.stderr for r in results]
+    assert [r.stdout for r in results] == ["45\n", "13\n", "12\n"], [r.stderr for r in results]
     bad = execr.execute_many([{"code": "pass", "runtime": "nope"}], workers=1)
     assert "runtime must be one of" in (bad[0].error or "")
 

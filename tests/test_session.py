@@ -237,3 +237,52 @@ def test_bad_session_arguments_are_refused(runtime: Runtime) -> None:
         Session("nope", on=runtime)
     with Session(on=runtime) as s, pytest.raises(execr.InvalidArgument, match="per-call limits"):
         s.run("1", memory_limit=1)
+
+
+def test_tools_in_a_session(runtime: Runtime) -> None:
+    """A session's calls reach its tools; each result records its own calls; a fork keeps them."""
+    seen: list[str] = []
+
+    def lookup(name: str) -> dict[str, int]:
+        seen.append(name)
+        return {"len": len(name)}
+
+    with Session(on=runtime, tools={"lookup": lookup}) as s:
+        s.run("from execr_tools import lookup")
+        r = s.run("lookup('abc')['len'] * 2")
+        assert r.value == "6" and [c.name for c in r.tool_calls] == ["lookup"] and r.tool_calls[0].ok
+        child = s.fork()
+        try:
+            assert child.run("lookup('hello')").value == "{'len': 5}"
+        finally:
+            child.close()
+    assert seen == ["abc", "hello"]
+
+
+def test_async_tools_run_on_the_session_loop(runtime: Runtime) -> None:
+    """AsyncSession runs async tools on its own event loop."""
+
+    async def main() -> str | None:
+        loop = asyncio.get_running_loop()
+        used: list[object] = []
+
+        async def ping() -> str:
+            used.append(asyncio.get_running_loop())
+            return "pong"
+
+        async with execr.AsyncSession(on=runtime, tools={"ping": ping}) as s:
+            r = await s.run("from execr_tools import ping\nping()")
+        assert used == [loop]
+        return r.value
+
+    assert asyncio.run(main()) == "'pong'"
+
+
+def test_a_checkpoint_pickles_as_its_checked_bytes(session: Session, runtime: Runtime) -> None:
+    """pickle (Ray's object store, multiprocessing) carries a checkpoint as its verified bytes."""
+    import pickle
+
+    session.run("v = 'pickled'")
+    cp = pickle.loads(pickle.dumps(session.checkpoint()))
+    with Session.restore(cp, on=runtime) as back:
+        assert back.run("v").value == "'pickled'"

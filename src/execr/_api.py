@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
-from collections.abc import Sequence
-from typing import Unpack
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Unpack
 
 from ._limits import UNSET, Unset
 from ._request import make_request
 from ._results import Result
 from ._run_options import RunOptions
 from ._runtime import Runtime, default_runtime
+from ._tools import DEFAULT_MAX_CALLS, Permission, ToolBox
 
 __all__ = ["execute", "execute_async"]
 
@@ -25,6 +26,10 @@ def execute(
     fuel: int | Unset | None = UNSET,
     mount_fs: str | os.PathLike[str] | None = None,
     stdio: str | os.PathLike[str] | None = None,
+    *,
+    tools: Mapping[str, Callable[..., Any]] | None = None,
+    tool_permission: Permission | None = None,
+    max_tool_calls: int | None = DEFAULT_MAX_CALLS,
     **options: Unpack[RunOptions],
 ) -> Result:
     """Run ``code`` as ``python main.py ARGS`` in a fresh WebAssembly sandbox.
@@ -49,6 +54,13 @@ def execute(
     ``Runtime`` of your own, call its ``execute`` (passing one as ``runtime=`` still works,
     with a ``DeprecationWarning``). The keyword options are ``RunOptions``.
 
+    ``tools`` maps names to host functions the guest calls as plain functions (``from
+    execr_tools import search``; default and scientific runtimes): arguments are checked against
+    a JSON Schema made from each function's type hints (or pydantic model), results must be
+    JSON-like, and every call is recorded in ``Result.tool_calls``. ``tool_permission(name,
+    arguments)`` must return True for a call to run; ``max_tool_calls`` caps the calls of one run
+    (None: no cap). Tools run in this process, so pools, batches, Ray and HTTP do not take them.
+
     Guest failures (tracebacks, exits, traps, limits) are returned in the ``Result``;
     invalid arguments raise ``InvalidArgument``.
     """
@@ -60,9 +72,21 @@ def execute(
             stacklevel=2,
         )
         del options["runtime"]
-        return runtime.execute(code, stdin, args, use_fuel, fuel, mount_fs, stdio, **options)
+        return runtime.execute(
+            code,
+            stdin,
+            args,
+            use_fuel,
+            fuel,
+            mount_fs,
+            stdio,
+            tools=tools,
+            tool_permission=tool_permission,
+            max_tool_calls=max_tool_calls,
+            **options,
+        )
     request = make_request(code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options)
-    return default_runtime().run(request)
+    return default_runtime().run(request, tools=ToolBox.of(tools, tool_permission, max_tool_calls))
 
 
 async def execute_async(
@@ -73,12 +97,18 @@ async def execute_async(
     fuel: int | Unset | None = UNSET,
     mount_fs: str | os.PathLike[str] | None = None,
     stdio: str | os.PathLike[str] | None = None,
+    *,
+    tools: Mapping[str, Callable[..., Any]] | None = None,
+    tool_permission: Permission | None = None,
+    max_tool_calls: int | None = DEFAULT_MAX_CALLS,
     **options: Unpack[RunOptions],
 ) -> Result:
     """``execute`` for asyncio: the run happens on a worker thread, the event loop stays free.
 
     The arguments and the result are ``execute``'s. The request is validated before the
-    thread starts, so bad input raises here at once.
+    thread starts, so bad input raises here at once. Async tools (``async def``) run on this
+    event loop; sync ones on execr's tool threads, as in ``execute``.
     """
     request = make_request(code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options)
-    return await asyncio.to_thread(default_runtime().run, request)
+    box = ToolBox.of(tools, tool_permission, max_tool_calls, asyncio.get_running_loop())
+    return await asyncio.to_thread(default_runtime().run, request, tools=box)

@@ -51,6 +51,10 @@ class Checkpoint:
     files: bytes = dataclasses.field(repr=False, default=b"")
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # counters, budgets, env, limits
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickle as the serialized bytes (Ray, multiprocessing): checked again when unpickled."""
+        return (Checkpoint.from_bytes, (self.to_bytes(),))
+
     @property
     def size(self) -> int:
         """Bytes of memory pages held (what grows with the pages the session changed)."""

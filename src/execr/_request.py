@@ -211,6 +211,12 @@ def make_request(
     Bad input of any shape (wrong types, lone surrogates, conflicting ``files`` keys,
     limits past what the host can enforce) raises ``InvalidArgument`` naming the field.
     """
+    tool_keys = sorted(set(limit_kwargs) & {"tools", "tool_permission", "max_tool_calls"})
+    if tool_keys:
+        raise InvalidArgument(
+            f"{', '.join(tool_keys)}: host functions are callables of this process, so only execute(), "
+            "execute_async(), Runtime.execute() and sessions take them (not pools, batches, Ray or HTTP)"
+        )
     unknown = set(limit_kwargs) - set(LIMIT_NAMES)
     if unknown:
         raise InvalidArgument(f"unexpected argument(s) {_show(sorted(unknown))}; limits are: {', '.join(LIMIT_NAMES)}")

@@ -80,6 +80,10 @@ class ToolCall:
     ``ok`` is False when the call was refused (unknown tool, arguments not matching its schema,
     the permission callback said no, the call budget was spent) or the tool raised; ``error``
     then says why. ``duration`` is the host time spent, in seconds (not charged to fuel).
+    ``arguments`` are by parameter name; for a call that did not match the tool's parameters,
+    ``{"args": [...], "kwargs": {...}}`` as sent; for a request that could not be read (not JSON,
+    too large), ``name`` is ``""`` and ``arguments`` is empty. Past ``max_tool_calls``, only the
+    first refused call is recorded.
     """
 
     name: str

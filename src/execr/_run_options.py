@@ -5,6 +5,10 @@ accept these after the seed's seven positional parameters (``code, stdin, args,
 use_fuel, fuel, mount_fs, stdio``). Limits come in one of two spellings: ``limits=`` (a
 ``Limits`` or a mapping) for the whole budget, or one keyword per limit to override it;
 ``None`` turns a limit off, leaving a keyword out keeps the default.
+
+Host functions (``tools``, ``tool_permission``, ``max_tool_calls``) are not among them: they
+are callables of this process, which cannot cross to pool workers, Ray or HTTP, so only
+``execute``, ``execute_async`` and ``Runtime.execute`` take them (``make_request`` refuses them).
 """
 
 from __future__ import annotations

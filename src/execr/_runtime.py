@@ -15,17 +15,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 from . import _mailbox
-from ._exceptions import RuntimeClosed, RuntimeUnavailable
+from ._exceptions import InvalidArgument, RuntimeClosed, RuntimeUnavailable
 from ._guestfs import Caps, GuestFiles, Tree
 from ._image import _datafiles
 from ._image._binary import Binary, load
 from ._image._cache import cache_dir
-from ._image._flavors import NAMES, flavor, preload_list
+from ._image._flavors import FLAVORS, NAMES, flavor, preload_list
 from ._limits import UNSET, Unset
 from ._mailbox import REQUEST_BOX
 from ._mounts import PACKAGES, SCRIPT
@@ -33,6 +33,7 @@ from ._output import Capture
 from ._request import Request, make_request
 from ._results import Outcome, Result
 from ._run_options import RunOptions
+from ._tools import DEFAULT_MAX_CALLS, Permission, ToolBox
 from ._workspace import Workspace, check_outputs, write_outputs
 
 if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import execr`` stays cheap
@@ -269,13 +270,17 @@ class Runtime:
         fuel: int | Unset | None = UNSET,
         mount_fs: str | os.PathLike[str] | None = None,
         stdio: str | os.PathLike[str] | None = None,
+        *,
+        tools: Mapping[str, Callable[..., Any]] | None = None,
+        tool_permission: Permission | None = None,
+        max_tool_calls: int | None = DEFAULT_MAX_CALLS,
         **options: Unpack[RunOptions],
     ) -> Result:
         """Run ``code`` in a fresh sandbox; the arguments are those of ``execr.execute``."""
         request = make_request(
             code, stdin, args, use_fuel=use_fuel, fuel=fuel, mount_fs=mount_fs, stdio=stdio, **options
         )
-        return self.run(request)
+        return self.run(request, tools=ToolBox.of(tools, tool_permission, max_tool_calls))
 
     def run(
         self,
@@ -284,17 +289,24 @@ class Runtime:
         *,
         value: bool = False,
         session: SessionSlot | None = None,
+        tools: ToolBox | None = None,
     ) -> Result:
         """Run one validated request. Guest failures come back in the Result.
 
         ``value``: also return the repr of the code's last expression (snapshot path only).
         ``session``: run in a session's live instance and workspace (``_session``), not a fresh one.
+        ``tools``: the host functions the guest may call (``execr_tools``); its calls are the
+        Result's ``tool_calls``.
         """
         from . import _sandbox  # imported on first use: they load wasmtime
 
         self._check_open()
         started = time.perf_counter()
         spec = flavor(request.runtime)
+        if tools is not None and not spec.host_calls:
+            able = ", ".join(repr(f.name) for f in FLAVORS.values() if f.host_calls)
+            raise InvalidArgument(f"tools= needs a runtime with host functions ({able}); {spec.name!r} has none")
+        calls = tools.begin() if tools is not None else None
         binary = self.files(spec.name)
         lim = request.limits
         metered = spec.metered(lim.fuel)
@@ -321,6 +333,8 @@ class Runtime:
                 env.append(("PYTHONPATH", PACKAGES))
             code = request.code.encode("utf-8", "surrogatepass")
             control = {"main.py": code}
+            if tools is not None:
+                control |= tools.control
             patches: list[tuple[int, bytes]] = []
             if snap is not None:
                 flags = {"reseed": False} if snap.rng or (session is not None and not session.fresh) else {}
@@ -350,6 +364,7 @@ class Runtime:
                 trees, stdin=request.stdin, stdout=stdout, stderr=stderr, caps=caps, base=base, used=used
             ) as files:
                 launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim, cancel=cancel)
+                launch.tools = calls
                 if snap is not None:
                     launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
                 else:
@@ -380,6 +395,7 @@ class Runtime:
                 files=files_out,
                 error=error,
                 mode="snapshot" if snap is not None else "plain",
+                tool_calls=calls.calls if calls is not None else (),
                 value=raw.value.decode("utf-8", "replace")
                 if raw.value is not None and outcome is Outcome.COMPLETED
                 else None,

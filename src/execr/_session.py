@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._checkpoint import Checkpoint, pack_files, unpack_files
@@ -32,9 +34,11 @@ from ._exceptions import CheckpointRefused, InvalidArgument, RuntimeClosed, Runt
 from ._image._flavors import flavor
 from ._limits import UNSET, Limits, Unset, _number
 from ._mounts import Mount
+from ._process import Phase, at_exit
 from ._request import make_request
 from ._results import Outcome, Result
 from ._runtime import Runtime, SessionSlot, default_runtime
+from ._tools import DEFAULT_MAX_CALLS, ToolBox
 from ._workspace import Workspace
 
 __all__ = ["AsyncSession", "Session"]
@@ -50,6 +54,8 @@ class Session:
     run it on (default: the process-wide one). ``limits`` and the limit keywords are the defaults
     of each call, except ``memory_limit``, ``max_files``, ``max_file_bytes`` and
     ``max_open_files``, which hold for the session. A fuel limit here makes every call metered.
+    ``tools``, ``tool_permission`` and ``max_tool_calls`` (per call) are ``execute()``'s host
+    functions; a fork keeps them, a restore takes them again as arguments.
     """
 
     def __init__(
@@ -65,6 +71,9 @@ class Session:
         idle_timeout: float | None = 600.0,
         lifetime: float | None = 3600.0,
         max_calls: int | None = 10_000,
+        tools: Mapping[str, Callable[..., Any]] | None = None,
+        tool_permission: Callable[[str, dict[str, Any]], Any] | None = None,
+        max_tool_calls: int | None = DEFAULT_MAX_CALLS,
         _checkpoint: Checkpoint | None = None,
         **limit_kwargs: Any,
     ) -> None:
@@ -89,11 +98,15 @@ class Session:
         self.max_calls: int | None = _number(
             "max_calls", max_calls, integer=True, minimum=1, maximum=2**62, why="2**62"
         )
+        self._tools = ToolBox.of(tools, tool_permission, max_tool_calls)
+        if self._tools is not None and not flavor(self._base.runtime).host_calls:
+            raise InvalidArgument(f"tools= needs a runtime with host functions; {self._base.runtime!r} has none")
         self._lock = threading.RLock()
         self._closed: str | None = None
         self._calls = 0
         self._count = 0
         self._age = 0.0  # seconds lived before this process (a restored session's past)
+        self._cp: Checkpoint | None = None  # the last checkpoint, while no call has run since
         spec = flavor(self._base.runtime)
         self._metered = spec.metered(self._base.limits.fuel)
         if _checkpoint is not None:
@@ -103,7 +116,7 @@ class Session:
             raise RuntimeUnavailable(f"sessions need the {spec.name} snapshot: {self._rt.snapshot_errors[spec.name]}")
         if not snap.compiled.recycle:
             raise RuntimeUnavailable(f"the {spec.name} runtime's instances cannot be saved and rolled back")
-        self._key = self._rt.artifacts(spec.name, self._metered).dir.name
+        self._key = _key(self._rt, spec.name, self._metered)
         live = snap.compiled.host.live(snap.compiled)
         try:
             ws = Workspace(
@@ -124,8 +137,7 @@ class Session:
                 raise
         self._born = time.monotonic()
         self._last = self._born
-        self._timer: threading.Timer | None = None
-        self._arm()
+        _reaper.watch(self)
 
     # -- state --
 
@@ -135,14 +147,15 @@ class Session:
                 f"checkpoint is for another runtime or binary ({cp.runtime}, {cp.key}); this session is "
                 f"{self._base.runtime}, {self._key}"
             )
-        from ._sandbox import State
-
+        limit = self._base.limits.memory_limit
+        if limit is not None and cp.data_len > limit:
+            raise CheckpointRefused(f"checkpoint memory of {cp.data_len} bytes is over the memory_limit of {limit}")
         unpack_files(cp.files, self._slot.workspace.root)
         problem = self._slot.workspace.rebase()
         if problem is not None:
             raise CheckpointRefused(f"checkpoint files cannot be restored: {problem}")
         try:
-            self._slot.live.load(State(cp.data_len, cp.stack_pointer, cp.pages))
+            self._slot.live.map(_image(cp))
         except (ValueError, OSError) as e:
             raise CheckpointRefused(f"checkpoint memory cannot be restored: {e}") from None
         info = cp.info
@@ -230,8 +243,9 @@ class Session:
             self._check()
             self._calls += 1
             slot = self._slot
-            saved = slot.live.save()
-            result = self._rt.run(request, value=True, session=slot)
+            saved = slot.live.save(reuse=True)
+            self._cp = None
+            result = self._rt.run(request, value=True, session=slot, tools=self._tools)
             undo = result.outcome not in _KEPT or (atomic and not result.ok)
             if undo:
                 try:
@@ -247,16 +261,21 @@ class Session:
                 result = _replace(result, execution_count=self._count)
             slot.workspace.rebase()
             self._last = time.monotonic()
-            self._arm()
             return result
 
     # -- checkpoints --
 
     def checkpoint(self) -> Checkpoint:
-        """The session's state now: memory pages, working directory, counters and budgets."""
+        """The session's state now: memory pages, working directory, counters and budgets.
+
+        The cost grows with the pages the session changed since the snapshot; until the next
+        ``run()``, checkpoints (and forks) reuse this one.
+        """
         with self._lock:
             self._check()
-            state = self._slot.live.save()
+            if self._cp is not None:
+                return self._cp
+            image = self._slot.live.image()
             info = {
                 "execution_count": self._count,
                 "calls": self._calls,
@@ -265,21 +284,24 @@ class Session:
                 "lifetime": self.lifetime,
                 "fresh": self._slot.fresh,
             }
-            return Checkpoint(
+            self._cp = Checkpoint(
                 runtime=self._base.runtime,
                 key=self._key,
                 metered=self._metered,
-                data_len=state.data_len,
-                stack_pointer=state.stack_pointer,
-                pages=state.pages,
+                data_len=image.data_len,
+                stack_pointer=image.stack_pointer,
+                pages=image.pages(),  # type: ignore[arg-type]  # read-only views of the image
                 files=pack_files(self._slot.workspace.root),
                 info=info,
             )
+            object.__setattr__(self._cp, "_image", image)  # forks and restores of it map the image
+            return self._cp
 
     def fork(self) -> Session:
         """A new, independent session starting from this one's state, with fresh random state."""
         cp = self.checkpoint()
         child = Session._from(cp, self._rt, self._base, self.idle_timeout)
+        child._tools = self._tools
         child._slot.live.reseed(child._slot.snap.rng, os.urandom)
         return child
 
@@ -333,21 +355,16 @@ class Session:
 
     # -- lifecycle --
 
-    def _arm(self) -> None:
-        """(Re)start the idle timer that frees an abandoned session's instance."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.idle_timeout is None:
-            return
-        self._timer = threading.Timer(self.idle_timeout + 0.5, self._idle)
-        self._timer.daemon = True
-        self._timer.start()
-
     def _idle(self) -> None:
-        with self._lock:
+        """Close the session if it has been idle past ``idle_timeout`` (called by the reaper thread)."""
+        if not self._lock.acquire(blocking=False):
+            return  # a call is running: not idle
+        try:
             idle = self.idle_timeout
             if self._closed is None and idle is not None and time.monotonic() - self._last > idle:
                 self._shut(f"expired: idle for more than {idle:g} s")
+        finally:
+            self._lock.release()
 
     def _shut(self, why: str) -> None:
         if self._closed is None:
@@ -355,9 +372,6 @@ class Session:
             self._release()
 
     def _release(self) -> None:
-        timer = getattr(self, "_timer", None)
-        if timer is not None:
-            timer.cancel()
         self._slot.live.close()
         self._slot.workspace.close()
 
@@ -373,9 +387,80 @@ class Session:
         self.close()
 
     def __del__(self) -> None:
+        if sys.is_finalizing():  # the at-exit step closed every session already
+            return
         with contextlib.suppress(Exception):
             if getattr(self, "_closed", "closed") is None:
                 self._shut("closed")
+
+
+_keys: weakref.WeakKeyDictionary[Runtime, dict[tuple[str, bool], str]] = weakref.WeakKeyDictionary()
+
+
+def _key(rt: Runtime, name: str, metered: bool) -> str:
+    """The snapshot key a checkpoint must match (its cache entry's name), computed once per Runtime."""
+    keys = _keys.setdefault(rt, {})
+    if (name, metered) not in keys:
+        keys[(name, metered)] = rt.artifacts(name, metered).dir.name
+    return keys[(name, metered)]
+
+
+def _image(cp: Checkpoint) -> Any:
+    """``cp``'s pages in a memfd, made once per Checkpoint object (forks and restores map it)."""
+    from ._sandbox import Image, State
+
+    image = cp.__dict__.get("_image")
+    if image is None:
+        image = Image(State(cp.data_len, cp.stack_pointer, cp.pages))
+        object.__setattr__(cp, "_image", image)
+    return image
+
+
+class _Reaper:
+    """One daemon thread for all sessions: closes those idle past their ``idle_timeout`` (checked
+    every ``TICK`` seconds), so an abandoned session's instance is freed without a thread of its own."""
+
+    TICK = 1.0
+
+    def __init__(self) -> None:
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()  # those with an idle timeout
+        self._all: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, session: Session) -> None:
+        with self._lock:
+            self._all.add(session)
+            if session.idle_timeout is None:
+                return
+            self._sessions.add(session)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="execr-session-reaper", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            with self._lock:
+                sessions = list(self._sessions)
+            for session in sessions:
+                if session.closed:
+                    with self._lock:
+                        self._sessions.discard(session)
+                else:
+                    session._idle()
+
+    def close_all(self) -> None:
+        """At exit: close every session still open (their instances go to the store reaper in time)."""
+        with self._lock:
+            sessions = list(self._all)
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
+
+
+_reaper = _Reaper()
+at_exit(Phase.RUNS, _reaper.close_all)
 
 
 def _replace(result: Result, **changes: Any) -> Result:
@@ -402,7 +487,10 @@ class AsyncSession:
         """Create the session (``async with`` does this)."""
         if self._session is None:
             kwargs = dict(self._kwargs)
-            self._session = await asyncio.to_thread(lambda: Session(**kwargs))
+            session = await asyncio.to_thread(lambda: Session(**kwargs))
+            if session._tools is not None:  # async tools run on this event loop
+                session._tools = session._tools.with_loop(asyncio.get_running_loop())
+            self._session = session
         return self
 
     @property

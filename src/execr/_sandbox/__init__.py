@@ -8,7 +8,8 @@ evidence for ``_verdict``.
 
 - ``_host``: ``Host`` (Engine, Linker, compile, run, boot), ``Launch``, ``RawRun``;
 - ``_run``: one run's state and how it is stopped (epoch callback, halting, Ctrl-C);
-- ``_wasi``: the host functions that replace WASI's;
+- ``_wasi``: the host functions that replace WASI's, and ``host.call`` (the guest's door to the
+  run's tools, ``Launch.tools``: see ``execr._tools``);
 - ``_recycle`` and ``_pagemap``: instances kept between runs and put back to their image;
 - ``_live``: a session's instance, kept across runs, saved, rolled back and restored;
 - ``_threads``: the epoch ticker and the store reaper; ``_signals``: trap handlers;
@@ -32,7 +33,7 @@ they record why the run must stop and set the epoch deadline to now.
 from ._boot import BootImage
 from ._consts import ENGINE_CONFIG, KEEP_RESIDENT, MAX_IDLE, UNLIMITED_FUEL, WASMTIME_VERSION
 from ._host import EntryPoint, Host, Launch, RawRun, host
-from ._live import Live, State
+from ._live import Image, Live, State
 from ._overlay import MemoryImage, overlay
 from ._recycle import Compiled, recycling
 
@@ -46,6 +47,7 @@ __all__ = [
     "Compiled",
     "EntryPoint",
     "Host",
+    "Image",
     "Launch",
     "Live",
     "MemoryImage",

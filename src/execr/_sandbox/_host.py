@@ -20,6 +20,7 @@ from .._limits import Limits
 from .._output import Capture
 from .._process import Phase, at_exit
 from .._results import Outcome
+from .._tools import ToolRun
 from .._verdict import Evidence, Trap, verdict
 from . import _stack
 from ._boot import BootImage, boot
@@ -31,7 +32,7 @@ from ._recycle import Compiled, _warm, recycling
 from ._run import _NO_FINALIZER, _ON_EPOCH, _catch_sigint, _local, _Run
 from ._signals import _TrapHandlers
 from ._threads import _reaper, _Ticker
-from ._wasi import _I32, _OVERRIDES, _no_host_tools
+from ._wasi import _I32, _OVERRIDES, _host_call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Launch:
     entry: EntryPoint | None = None
     more: Sequence[EntryPoint] = ()  # further requests for the same instance, in turn
     cancel: threading.Event | None = None
+    tools: ToolRun | None = None  # the run's host functions (``ToolBox.begin()``); None: ``host.call`` gives -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +106,7 @@ class Host:
             self._linker.define_func(
                 "wasi_snapshot_preview1", name, wt.FuncType(params, results), fn, access_caller=True
             )
-        self._linker.define_func("host", "call", wt.FuncType([_I32] * 4, [_I32]), _no_host_tools)
+        self._linker.define_func("host", "call", wt.FuncType([_I32] * 4, [_I32]), _host_call, access_caller=True)
         self._lock = threading.Lock()
         self._ticker: _Ticker | None = None
 
@@ -174,7 +176,7 @@ class Host:
 
         Ctrl-C during the run stops the guest, cleans up, and raises ``KeyboardInterrupt`` here.
         """
-        if self.stack <= MAX_WASM_STACK:
+        if self.stack <= MAX_WASM_STACK and _stack.fits(self.stack):
             return self._run(compiled, launch, live)
         cancel = launch.cancel = launch.cancel or threading.Event()  # Ctrl-C while waiting sets it
         return _stack.call(self.stack, lambda: self._run(compiled, launch, live), cancel.set)
@@ -198,7 +200,7 @@ class Host:
         ticker = self._ensure_ticker()
         limit = launch.limits.memory_limit
         deadline = None if launch.limits.timeout is None else time.monotonic() + launch.limits.timeout
-        state = _Run(deadline=deadline, cancel=launch.cancel, files=launch.files)
+        state = _Run(deadline=deadline, cancel=launch.cancel, files=launch.files, tools=launch.tools)
         recycle = live is None and launch.entry is not None and compiled.recycle and recycling()
         warm = compiled.checkout() if recycle else None
         if live is not None:
@@ -283,7 +285,7 @@ class Host:
         ticker = self._ensure_ticker()  # epoch checks: a boot stops when ``launch.cancel`` is set
         ticker.enter()
         try:
-            if self.stack <= MAX_WASM_STACK:
+            if self.stack <= MAX_WASM_STACK and _stack.fits(self.stack):
                 return boot(store, compiled, launch, turns)
             return _stack.call(self.stack, lambda: boot(store, compiled, launch, turns), lambda: None)
         finally:

@@ -14,6 +14,7 @@ from wasmtime import _bindings as ffi
 
 from .. import _guestfs
 from .._results import Outcome
+from .._tools import ToolRun
 
 _local = threading.local()
 
@@ -31,6 +32,8 @@ class _Run:
     halted: bool = False  # proc_exit: the guest must not run one more instruction
     interrupted: bool = False  # Ctrl-C reached the host while this run was in progress
     memory: wt.Memory | None = None
+    tools: ToolRun | None = None  # the run's host functions (``host.call``); None: the guest gets -1
+    alloc: wt.Func | None = None  # the guest's ``host_alloc`` export, found at the first tool call
 
     def check(self) -> tuple[Outcome, str] | None:
         """Decide whether the run must stop now (and remember why)."""

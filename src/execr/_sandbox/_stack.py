@@ -13,11 +13,12 @@ made with a stack of ``max_wasm_stack`` plus ``HEADROOM``. Idle threads are kept
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-__all__ = ["HEADROOM", "KEEP", "call"]
+__all__ = ["HEADROOM", "KEEP", "call", "fits"]
 
 T = TypeVar("T")
 
@@ -114,3 +115,38 @@ def call(max_wasm_stack: int, fn: Callable[[], T], interrupt: Callable[[], None]
         raise value
     result: T = value
     return result
+
+
+#: What a calling thread must have beyond ``max_wasm_stack`` to run a guest itself: the caller's
+#: own frames below the entry, wasmtime's, and the host functions the deepest wasm frame calls.
+MIN_ROOM: Final = 2 << 20
+_sizes = threading.local()
+
+
+def _thread_stack() -> int:
+    """The calling thread's native stack size in bytes (0: unknown), asked once per thread."""
+    size = getattr(_sizes, "size", None)
+    if size is None:
+        size = 0
+        try:
+            libc = ctypes.CDLL(None)
+            libc.pthread_self.restype = ctypes.c_ulong
+            libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+            libc.pthread_attr_getstack.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            libc.pthread_attr_destroy.argtypes = [ctypes.c_void_p]
+            attr = ctypes.create_string_buffer(256)  # pthread_attr_t is 56 bytes on glibc x86-64
+            if libc.pthread_getattr_np(libc.pthread_self(), attr) == 0:
+                addr, length = ctypes.c_void_p(), ctypes.c_size_t()
+                if libc.pthread_attr_getstack(attr, ctypes.byref(addr), ctypes.byref(length)) == 0:
+                    size = length.value
+                libc.pthread_attr_destroy(attr)
+        except (OSError, AttributeError):  # no pthread_getattr_np: unknown
+            size = 0
+        _sizes.size = size
+    return int(size)
+
+
+def fits(max_wasm_stack: int) -> bool:
+    """Whether the calling thread's stack is big enough to run a guest with ``max_wasm_stack`` itself
+    (else ``call`` runs it on one of execr's threads: past the real stack's end the host would crash)."""
+    return _thread_stack() >= max_wasm_stack + MIN_ROOM

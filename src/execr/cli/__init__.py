@@ -1,8 +1,8 @@
-"""The ``execr`` command line: ``main(argv)`` runs ``run``, ``info``, ``warmup``, ``batch``, ``serve`` or ``mcp``.
+"""The ``execr`` command line: ``main(argv)`` runs a subcommand: run, repl, info, warmup, batch, serve or mcp.
 
 Every subcommand is a thin shell over the Python API: its options map one to one onto
 ``execute()``/``Runtime`` arguments and it has no power of its own. Each lives in its own
-module (``_run``, ``_info``, ``_batch``, ``_serve``, ``_mcp``) that exposes
+module (``_run``, ``_repl``, ``_info``, ``_batch``, ``_serve``, ``_mcp``) that exposes
 ``add(subparsers)``; the handler it registers as ``func`` takes the parsed namespace and
 returns the exit status. To add a subcommand, write such a module and list its ``add`` in
 ``_parser.SUBCOMMANDS``.

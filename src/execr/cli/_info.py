@@ -30,6 +30,11 @@ def add_info(sub: Any) -> None:
         description="Show Runtime().info(): each runtime's Python version, what it can import and its cache state.",
     )
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="first run one small real task per scientific package (shown as checked_packages)",
+    )
     add_runtime_option(p)
     p.set_defaults(func=_info)
 
@@ -61,6 +66,10 @@ def _packages_inline(data: dict[str, Any]) -> dict[str, Any]:
 
 def _info(args: argparse.Namespace) -> int:
     runtime = open_runtime(args)
+    if args.check:
+        from .._runtime_info import check_packages
+
+        check_packages(runtime, "scientific")
     if args.runtime is None:
         info = {"execr_version": __version__, **runtime.info(), "default_limits": DEFAULT_LIMITS.to_dict()}
     else:

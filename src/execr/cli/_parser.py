@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import __version__
 from .._image._binary import PYTHON_VERSION
-from . import _batch, _info, _mcp, _run, _serve
+from . import _batch, _info, _mcp, _repl, _run, _serve
 from ._common import Parser
 
 __all__ = ["SUBCOMMANDS", "build_parser", "parse"]
@@ -16,6 +16,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "parse"]
 #: Each adds one subcommand to the top-level subparsers, in ``execr --help`` order.
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _run.add,
+    _repl.add,
     _info.add_info,
     _info.add_warmup,
     _serve.add,

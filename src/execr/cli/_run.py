@@ -10,27 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import Any
 
-from .._limits import UNSET
-from .._options import count, seconds, size
 from .._results import Outcome, Result
-from ._common import EXIT_LIMIT, UsageError, add_runtime_option, open_runtime, pair
+from ._common import (
+    EXIT_LIMIT,
+    UsageError,
+    add_input_options,
+    add_limit_options,
+    add_runtime_option,
+    limit_values,
+    open_runtime,
+    read_files,
+    write_bytes,
+)
 
 __all__ = ["add", "exit_status"]
-
-_LIMIT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
-    ("--timeout", seconds, "SECONDS", "wall-clock limit in seconds (default 30)"),
-    ("--memory-limit", size, "BYTES", "guest linear memory limit, e.g. 256M (default 512M, at most 4G)"),
-    ("--fuel", count, "N", "wasm instruction budget (default none: measured, not limited)"),
-    ("--max-stdout", size, "BYTES", "stdout bytes kept; the middle is dropped beyond it (default 1M)"),
-    ("--max-stderr", size, "BYTES", "stderr bytes kept; the middle is dropped beyond it (default 1M)"),
-    ("--max-file-bytes", size, "BYTES", "total bytes the guest may write into writable mounts (default 64M)"),
-    ("--max-files", count, "N", "number of files the guest may create in writable mounts (default 1000)"),
-    ("--max-returned-file-bytes", size, "BYTES", "content returned per changed file with --json (default 1M)"),
-    ("--max-open-files", count, "N", "descriptors the guest may hold open at once, beyond stdio (default 128)"),
-)
 
 
 def add(sub: Any) -> None:
@@ -52,35 +47,9 @@ def add(sub: Any) -> None:
     p.add_argument("target", nargs="?", metavar="FILE", help="the Python file to run (read on the host)")
     p.add_argument("args", nargs="*", metavar="ARGS", help="arguments for the guest (its sys.argv[1:])")
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE instead of a file")
-    group = p.add_argument_group("limits")
-    for flag, kind, metavar, text in _LIMIT_OPTIONS:
-        group.add_argument(flag, type=kind, default=UNSET, metavar=metavar, help=text)
-    io = p.add_argument_group("inputs")
-    io.add_argument(
-        "--env", type=pair("K=V"), action="append", default=[], metavar="K=V", help="guest environment variable"
-    )
-    io.add_argument(
-        "--mount",
-        action="append",
-        default=[],
-        metavar="HOST:GUEST[:rw]",
-        help="show host directory HOST at GUEST (read-only unless :rw)",
-    )
-    io.add_argument(
-        "--file",
-        type=pair("GUEST=HOSTFILE"),
-        action="append",
-        default=[],
-        metavar="GUEST=HOSTFILE",
-        help="write the content of HOSTFILE at guest path GUEST before the run",
-    )
+    add_limit_options(p)
+    io = add_input_options(p)
     io.add_argument("--mount-fs", metavar="DIR", help="host directory used as the guest's writable root")
-    io.add_argument(
-        "--pythonpath",
-        default=UNSET,
-        metavar="DIR",
-        help="directory of packages, read-only (default $EXECR_PYTHONPATH)",
-    )
     out = p.add_argument_group("mode and output")
     add_runtime_option(out)
     out.add_argument("--plain", action="store_true", help="take the plain start-up path, not the snapshot")
@@ -106,17 +75,6 @@ def _read_code(args: argparse.Namespace) -> tuple[str, list[str]]:
         return data.decode("utf-8"), rest
     except UnicodeDecodeError as e:
         raise UsageError(f"{args.target!r} is not UTF-8 text: {e}") from None
-
-
-def _read_files(pairs: Sequence[tuple[str, str]]) -> dict[str, bytes]:
-    files = {}
-    for guest, host in pairs:
-        try:
-            with open(host, "rb") as f:
-                files[guest] = f.read()
-        except OSError as e:
-            raise UsageError(f"--file {guest}={host}: cannot read {host!r}: {e.strerror or e}") from None
-    return files
 
 
 def _read_stdin() -> bytes:
@@ -145,8 +103,8 @@ def exit_status(result: Result) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     code, guest_args = _read_code(args)
-    files = _read_files(args.file)
-    limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, *_ in _LIMIT_OPTIONS}
+    files = read_files(args.file)
+    limits = limit_values(args)
     stdin = _read_stdin()
     with open_runtime(args) as runtime:
         result: Result = runtime.execute(
@@ -164,10 +122,10 @@ def _command(args: argparse.Namespace) -> int:
         )
     status = exit_status(result)
     if args.json:
-        _write(sys.stdout, (json.dumps(result.to_dict()) + "\n").encode("utf-8"))
+        write_bytes(sys.stdout, (json.dumps(result.to_dict()) + "\n").encode("utf-8"))
         return status
-    _write(sys.stdout, result.stdout_bytes)
-    _write(sys.stderr, result.stderr_bytes)
+    write_bytes(sys.stdout, result.stdout_bytes)
+    write_bytes(sys.stderr, result.stderr_bytes)
     notes = []
     if result.outcome not in (Outcome.COMPLETED, Outcome.FAILED):
         notes.append(f"execr: {result.outcome.value}: {result.error or 'no detail'}")
@@ -177,13 +135,3 @@ def _command(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr, flush=True)
     return status
-
-
-def _write(stream: IO[str], data: bytes) -> None:
-    """Write ``data`` to the binary side of ``stream`` (after what was already written to its text side)."""
-    if not data:
-        return
-    stream.flush()
-    out: IO[bytes] = getattr(stream, "buffer", None) or stream  # type: ignore[assignment]
-    out.write(data)
-    out.flush()

@@ -1,8 +1,10 @@
 """execr over the Model Context Protocol: ``execr mcp`` (extra ``mcp``: the official ``mcp`` SDK).
 
 Tools: ``run_python(code, stdin?, files?, timeout?, runtime?)`` (a fresh sandbox per call;
-structured output, images and files it wrote come back) and ``list_runtimes``. A traceback
-or a limit hit is a tool result with ``isError`` and a one-line hint.
+structured output, images and files it wrote come back), ``list_runtimes``, and the session
+tools ``session_create``, ``session_run``, ``session_checkpoint``, ``session_fork``,
+``session_restore`` and ``session_close`` (explicit session ids; checkpoints are kept on the
+server by id). A traceback or a limit hit is a tool result with ``isError`` and a one-line hint.
 
 Transports: stdio (default), or streamable HTTP at ``/mcp`` (``--transport http``),
 stateless unless ``--stateful``, with ``execr serve``'s bearer API keys
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..server._config import ServerConfig
+    from ..server._session_store import SessionStore
     from ._backend import Runner
 
 __all__ = ["add_arguments", "asgi_app", "run"]
@@ -40,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     return _run(args)
 
 
-def asgi_app(config: ServerConfig, runner: Runner | None = None) -> Any:
+def asgi_app(config: ServerConfig, runner: Runner | None = None, sessions: SessionStore | None = None) -> Any:
     """The stateless MCP endpoint (an ASGI app) for ``config``'s policy, to mount at ``/mcp``.
 
     ``runner(request)`` runs one ``Request`` and returns its ``Result`` (``execr serve``
-    passes its pool's); without it, runs happen on threads of this process.
+    passes its pool's); without it, runs happen on threads of this process. ``sessions``:
+    the host's session store (``execr serve`` passes its own), else one of the endpoint's.
     """
     try:
         from ._http import asgi_app as _asgi_app
@@ -52,4 +56,4 @@ def asgi_app(config: ServerConfig, runner: Runner | None = None) -> Any:
         from .._exceptions import InvalidArgument
 
         raise InvalidArgument(f"execr mcp needs the 'mcp' extra (pip install 'execr[mcp]'): {e}") from e
-    return _asgi_app(config, runner)
+    return _asgi_app(config, runner, sessions)

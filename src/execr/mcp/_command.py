@@ -13,7 +13,7 @@ from .._exceptions import InvalidArgument
 from .._image._flavors import NAMES
 from .._limits import DEFAULT_LIMITS
 from .._options import at_least, size
-from ..server import _CAP_OPTIONS
+from ..server import _CAP_OPTIONS, _add_session_options, _session_settings
 from ..server._config import ServerConfig, load_api_keys
 from ._config import TRANSPORTS, McpConfig
 
@@ -21,7 +21,9 @@ __all__ = ["DESCRIPTION", "add_arguments", "config_from_args", "run"]
 
 DESCRIPTION = (
     "Serve execr to AI agents over the Model Context Protocol (needs the 'mcp' extra). Tools: "
-    "run_python (a fresh sandbox per call) and list_runtimes. stdio by default (for an agent that starts "
+    "run_python (a fresh sandbox per call), list_runtimes, and session_create, session_run, session_checkpoint, "
+    "session_fork, session_restore, session_close (live sessions in the server process, by explicit id). "
+    "stdio by default (for an agent that starts "
     "the server itself); --transport http serves streamable HTTP at /mcp, stateless unless --stateful, "
     "with execr serve's API keys ($EXECR_API_KEYS, --api-key-file; without keys only a loopback host "
     "unless --insecure) and caps (a run asking for more than a --max-* cap is refused; 'none' removes one)."
@@ -70,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="runtime loaded before the first call (repeatable; default: default); any runtime can be used",
     )
+    _add_session_options(parser)
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
 
 
@@ -101,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> McpConfig:
         log_level=args.log_level,
         runtimes=tuple(args.runtimes or ("default",)),
         runtime_factory=getattr(args, "runtime_factory", None),  # the CLI's test seam (execr.testing.FakeRuntime)
+        **_session_settings(args),
     )
     in_process = workers == 0 or (workers is None and not http)
     return McpConfig(server=server, transport=args.transport, stateful=args.stateful, in_process=in_process)

@@ -24,9 +24,10 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from ..server._auth import Authenticator
 from ..server._config import ServerConfig
+from ..server._session_store import SessionStore
 from ._backend import Backend, HostBackend, LocalBackend, Runner, local_runtime
 from ._config import McpConfig, rebinding_guard
-from ._server import build_server, make_backend
+from ._server import build_server, make_backend, session_store
 from ._toolbox import Services
 
 __all__ = ["Endpoint", "asgi_app", "create_app", "serve_http"]
@@ -95,12 +96,14 @@ class Endpoint:
                     await transport.terminate()
 
 
-def asgi_app(config: ServerConfig, runner: Runner | None = None) -> ASGIApp:
+def asgi_app(config: ServerConfig, runner: Runner | None = None, sessions: SessionStore | None = None) -> ASGIApp:
     """The stateless MCP endpoint as an ASGI app, to mount at ``/mcp`` in ``execr serve``.
 
     ``runner`` runs a request through the host's pool (sharing its queue and metrics); without
-    one, runs happen on threads of this process. Keys, body size and logging are the host's
-    job here (``execr serve``'s edge middleware covers every mounted route).
+    one, runs happen on threads of this process. ``sessions`` is the host's session store
+    (``execr serve`` shares its own, so a key's sessions count once); without one, the endpoint
+    makes its own. Keys, body size and logging are the host's job here (``execr serve``'s edge
+    middleware covers every mounted route, and puts the caller's key id in the scope).
     """
     backend: Backend
     if runner is not None:
@@ -112,7 +115,8 @@ def asgi_app(config: ServerConfig, runner: Runner | None = None) -> ASGIApp:
             config.max_queue,
             config.runtimes,
         )
-    return Endpoint(build_server(Services(backend, config)), security(config))
+    store = sessions if sessions is not None else SessionStore(config)
+    return Endpoint(build_server(Services(backend, config, store)), security(config))
 
 
 class _Guard:
@@ -132,10 +136,12 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.auth.check(headers.get(b"authorization")) is None:
+        kid = self.auth.check(headers.get(b"authorization"))
+        if kid is None:
             message = "missing or invalid API key (Authorization: Bearer KEY)"
             await _json(send, 401, {"error": {"type": "unauthorized", "message": message}}, _BEARER)
             return
+        scope["execr"] = {"key_id": kid}  # who owns the sessions this request makes or uses
         too_big = {"error": {"type": "payload_too_large", "message": f"request body larger than {self.limit} bytes"}}
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.limit:
@@ -171,7 +177,8 @@ def create_app(config: McpConfig) -> ASGIApp:
 
     cfg = config.server
     backend = make_backend(config)
-    server = build_server(Services(backend, cfg))
+    sessions = session_store(config, backend)
+    server = build_server(Services(backend, cfg, sessions))
     manager: StreamableHTTPSessionManager | None = None
     endpoint: ASGIApp
     if config.stateful:
@@ -192,6 +199,7 @@ def create_app(config: McpConfig) -> ASGIApp:
             else:
                 yield
         finally:
+            await sessions.close()
             await backend.close()
 
     async def healthz(request: Request) -> JSONResponse:

@@ -103,10 +103,16 @@ def _files(result: Result) -> tuple[list[FileInfo], list[types.ContentBlock]]:
     return infos, blocks
 
 
-def render(result: Result, runtime: str, hint: str | None) -> types.CallToolResult:
-    """The tool result for ``result``: ``isError`` unless it completed."""
+def render(
+    result: Result,
+    runtime: str,
+    hint: str | None,
+    model: type[RunPythonOutput] = RunPythonOutput,
+    **extra: Any,
+) -> types.CallToolResult:
+    """The tool result for ``result``: ``isError`` unless it completed (``model`` with ``extra``: a session call's)."""
     infos, blocks = _files(result)
-    output = RunPythonOutput(
+    output = model(
         outcome=result.outcome.value,
         exit_code=result.exit_code,
         stdout=result.stdout,
@@ -118,6 +124,7 @@ def render(result: Result, runtime: str, hint: str | None) -> types.CallToolResu
         runtime=runtime,
         hint=hint,
         error=result.error,
+        **extra,
     )
     structured = output.model_dump(mode="json")
     content: list[types.ContentBlock] = []

@@ -10,20 +10,25 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from .. import __version__
+from .._runtime import Runtime
+from ..server._session_store import SessionStore
 from ._backend import Backend, LocalBackend, PoolBackend, local_runtime
 from ._config import McpConfig
 from ._run_tools import TOOLS
+from ._session_tools import SESSION_TOOLS
 from ._stdio import protocol_streams
 from ._toolbox import Services, Toolbox, ToolSpec
 
-__all__ = ["INSTRUCTIONS", "build_server", "make_backend", "serve_stdio"]
+__all__ = ["INSTRUCTIONS", "build_server", "make_backend", "serve_stdio", "session_store"]
 
 INSTRUCTIONS = (
     "execr runs Python in a fresh WebAssembly sandbox per call: CPython compiled to WASI, no network, "
     "no access to the host's files, limits on time, memory and output. Use run_python to compute, parse, "
     "test or plot; print the results you need. Give input data in `files`; files the program writes come "
     "back (images as images). list_runtimes shows the Python versions, the packages each runtime can "
-    "import (runtime='scientific' has numpy, pandas, scipy, matplotlib...) and the limits."
+    "import (runtime='scientific' has numpy, pandas, scipy, matplotlib...) and the limits. To keep state "
+    "between calls (load data once, then explore it), use session_create and session_run with the session_id; "
+    "session_checkpoint, session_fork and session_restore branch a session's state; session_close ends one."
 )
 
 
@@ -42,7 +47,13 @@ def make_backend(config: McpConfig) -> Backend:
     )
 
 
-def build_server(services: Services, tools: Iterable[ToolSpec] = TOOLS) -> Server[Any, Any]:
+def session_store(config: McpConfig, backend: Backend) -> SessionStore:
+    """The store for the session tools: on the in-process backend's runtime when it has a real one."""
+    runtime = getattr(backend, "runtime", None)
+    return SessionStore(config.server, runtime=runtime if isinstance(runtime, Runtime) else None)
+
+
+def build_server(services: Services, tools: Iterable[ToolSpec] = (*TOOLS, *SESSION_TOOLS)) -> Server[Any, Any]:
     """The MCP server: ``tools/list`` and ``tools/call`` over ``tools`` (validated by the toolbox, not the SDK)."""
     toolbox = Toolbox(tools)
     server: Server[Any, Any] = Server("execr", version=__version__, instructions=INSTRUCTIONS)
@@ -67,9 +78,11 @@ async def serve_stdio(config: McpConfig) -> None:
     """Serve one client over stdin/stdout until stdin closes."""
     backend = make_backend(config)
     await backend.start()
+    sessions = session_store(config, backend)
     try:
-        server = build_server(Services(backend, config.server))
+        server = build_server(Services(backend, config.server, sessions))
         async with protocol_streams() as (stdin, stdout), stdio_server(stdin, stdout) as (read, write):
             await server.run(read, write, server.create_initialization_options())
     finally:
+        await sessions.close()
         await backend.close()

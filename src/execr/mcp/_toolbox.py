@@ -17,11 +17,13 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from mcp import types
+from mcp.server.lowlevel.server import request_ctx
 from pydantic import BaseModel, ValidationError
 
 from .._exceptions import ExecrError, InvalidArgument
 from .._image._flavors import NAMES
 from ..server._config import ServerConfig
+from ..server._session_store import SessionStore
 from ._backend import Backend, Busy
 
 __all__ = ["Refused", "Services", "ToolSpec", "Toolbox", "error_result"]
@@ -41,13 +43,26 @@ class Refused(ExecrError):
 
 
 class Services:
-    """What handlers share: the backend, the operator's policy, and the runtime descriptions (read once)."""
+    """What handlers share: the backend, the operator's policy, the runtime descriptions (read once),
+    and the session store (``None``: no session tools)."""
 
-    def __init__(self, backend: Backend, config: ServerConfig) -> None:
+    def __init__(self, backend: Backend, config: ServerConfig, sessions: SessionStore | None = None) -> None:
         self.backend = backend
         self.config = config
+        self.sessions = sessions
         self._described: dict[str, dict[str, Any]] | None = None
         self._lock = anyio.Lock()
+
+    def owner(self) -> str:
+        """Who is calling: the API key's id that the HTTP edge put in the request's scope; ``"-"`` on
+        stdio (one client) or without keys."""
+        try:
+            request = request_ctx.get().request
+        except LookupError:
+            return "-"
+        info = getattr(request, "scope", {}).get("execr")
+        kid = info.get("key_id") if isinstance(info, dict) else None
+        return kid if isinstance(kid, str) and kid else "-"
 
     async def describe(self) -> dict[str, dict[str, Any]]:
         """Each runtime's ``Runtime.runtime_info`` entry, by name (host paths included: pick what to show)."""

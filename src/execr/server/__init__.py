@@ -2,7 +2,10 @@
 
 Routes: ``POST /v1/execute``, ``POST /v1/execute/batch``, ``GET /v1/runtime``,
 ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, docs at ``/docs``, and the MCP server at
-``/mcp`` when the ``mcp`` extra is installed.
+``/mcp`` when the ``mcp`` extra is installed. Sessions (live interpreters kept in the server
+process, owned by the API key that made them, bounded per key, closed when idle):
+``POST /v1/sessions``, ``GET /v1/sessions``, ``GET|DELETE /v1/sessions/{id}``,
+``POST /v1/sessions/{id}/run``, ``/checkpoint``, ``/fork``, and ``POST /v1/sessions/restore``.
 
 Importing this package needs only execr; FastAPI, uvicorn and prometheus-client (the
 ``server`` extra) are imported by ``create_app``/``serve``/the ``serve`` command.
@@ -63,14 +66,59 @@ _CAP_OPTIONS = (
 )
 
 
+def _add_session_options(p: argparse.ArgumentParser) -> None:
+    """The session options ``execr serve`` and ``execr mcp`` share (``ServerConfig``'s session fields)."""
+    p.add_argument(
+        "--max-sessions-per-key",
+        type=_non_negative,
+        default=8,
+        metavar="N",
+        help="live sessions one API key (on stdio: the client) may hold; more are refused (default 8; 0: none)",
+    )
+    p.add_argument(
+        "--session-idle-timeout",
+        type=seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="default and cap of a session's idle timeout: idle longer, it is closed (default 600)",
+    )
+    p.add_argument(
+        "--max-session-lifetime",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="default and cap of a session's lifetime (default 3600)",
+    )
+    p.add_argument(
+        "--max-checkpoint-bytes",
+        type=size,
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest session checkpoint, taken or restored (default 64M)",
+    )
+
+
+def _session_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``ServerConfig`` keywords from the options ``_add_session_options`` added."""
+    if args.max_checkpoint_bytes is None:
+        raise InvalidArgument("--max-checkpoint-bytes cannot be 'none'")
+    return {
+        "max_sessions_per_key": args.max_sessions_per_key,
+        "session_idle_timeout": args.session_idle_timeout,
+        "max_session_lifetime": args.max_session_lifetime,
+        "max_checkpoint_bytes": args.max_checkpoint_bytes,
+    }
+
+
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``execr serve`` to an argparse ``subparsers``; its handler (``args.func``) returns 0."""
     p = subparsers.add_parser(
         "serve",
         help="serve the HTTP API (needs the 'server' extra)",
         description="Serve execr over HTTP: POST /v1/execute, /v1/execute/batch, GET /v1/runtime, "
-        "/healthz, /readyz, /metrics, /docs. API keys come from $EXECR_API_KEYS (comma-separated) "
-        "and --api-key-file; without keys the server only binds a loopback host unless --insecure. "
+        "/healthz, /readyz, /metrics, /docs, and sessions at /v1/sessions. API keys come from "
+        "$EXECR_API_KEYS (comma-separated) and --api-key-file; without keys the server only binds a "
+        "loopback host unless --insecure. "
         "With keys, every route needs one except /healthz and /readyz (and /metrics, /docs with "
         "--public-metrics, --public-docs). "
         "Caps default to execr's default limits; 'none' removes a cap.",
@@ -114,6 +162,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="at shutdown, seconds in-flight runs may take before pending ones are cancelled (default 10)",
     )
+    _add_session_options(p)
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument(
         "--runtime",
@@ -155,6 +204,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         grace=args.grace,
         log_level=args.log_level,
         runtimes=tuple(args.runtimes or ("default",)),
+        **_session_settings(args),
     )
     serve(config)
     return 0

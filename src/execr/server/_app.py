@@ -27,6 +27,7 @@ from ._config import ServerConfig, is_loopback
 from ._errors import ApiError, _BodyTooLarge, _error_response, install_error_handlers
 from ._metrics import Metrics
 from ._routes import add_info_routes, add_run_routes, openapi_for
+from ._sessions import add_session_routes
 
 __all__ = ["ApiError", "create_app", "serve"]
 
@@ -223,7 +224,7 @@ class _Edge:
                     return
                 info["key_id"] = kid
             if scope.get("method") not in ("GET", "HEAD"):
-                limit = state.config.max_body_bytes
+                limit = state.config.body_limit(path)
                 length = headers.get(b"content-length")
                 if length is not None:
                     try:
@@ -278,7 +279,7 @@ def _limited(receive: Receive, limit: int, state: _State) -> Receive:
 
 
 def _mount_mcp(app: FastAPI, state: _State, config: ServerConfig) -> None:
-    """``/mcp``: the MCP server (extra ``mcp``) behind the same edge (keys, body cap), caps and pool."""
+    """``/mcp``: the MCP server (extra ``mcp``) behind the same edge (keys, body cap), caps, pool and sessions."""
     if importlib.util.find_spec("mcp") is None:
         return
     from ..mcp import asgi_app
@@ -290,7 +291,8 @@ def _mount_mcp(app: FastAPI, state: _State, config: ServerConfig) -> None:
         finally:
             state.release(1)
 
-    app.add_route("/mcp", asgi_app(config, run_for_mcp), methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    endpoint = asgi_app(config, run_for_mcp, sessions=getattr(app.state, "execr_sessions", None))
+    app.add_route("/mcp", endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -324,6 +326,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app, state)
     add_run_routes(app, state, config)
     add_info_routes(app, state, config)
+    add_session_routes(app, state, config)
     _mount_mcp(app, state, config)
     app.openapi = openapi_for(app, config)  # type: ignore[method-assign]
     app.add_middleware(_Edge, state=state)

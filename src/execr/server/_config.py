@@ -80,6 +80,12 @@ class ServerConfig:
       one except ``/healthz`` and ``/readyz`` (for load balancers).
     - ``grace``: seconds in-flight runs get to finish at shutdown before pending ones are
       cancelled.
+    - Sessions (``/v1/sessions``, the MCP ``session_*`` tools): ``max_sessions_per_key`` live
+      sessions per API key (0: no sessions); ``session_idle_timeout`` and
+      ``max_session_lifetime`` are the defaults and the caps of a session's idle timeout and
+      lifetime (``None``: no cap); ``max_checkpoint_bytes`` bounds a serialized checkpoint
+      (a ``/checkpoint`` answer and a ``/restore`` body); ``max_checkpoints_per_key``
+      checkpoints the MCP tools keep for a key (the oldest is dropped).
     """
 
     host: str = "127.0.0.1"
@@ -99,6 +105,11 @@ class ServerConfig:
     cache_dir: str | None = None
     runtimes: tuple[str, ...] = ("default",)
     log_level: str = "info"
+    max_sessions_per_key: int = 8
+    session_idle_timeout: float | None = 600.0
+    max_session_lifetime: float | None = 3600.0
+    max_checkpoint_bytes: int = 64 * MiB
+    max_checkpoints_per_key: int = 8
     #: What the workers run on, instead of a real ``Runtime``: for tests, ``execr.testing.FakeRuntime``.
     runtime_factory: Callable[[], Any] | None = None
 
@@ -115,12 +126,18 @@ class ServerConfig:
         object.__setattr__(self, "default_limits", _clamp(self.default_limits, self.max_limits))
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {self.workers!r}")
-        for name in ("max_body_bytes", "max_batch"):
+        for name in ("max_body_bytes", "max_batch", "max_checkpoint_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgument(f"{name} must be a whole number >= 1; got {value!r}")
-        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
-            raise InvalidArgument(f"max_queue must be a whole number >= 0; got {self.max_queue!r}")
+        for name in ("max_queue", "max_sessions_per_key", "max_checkpoints_per_key"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgument(f"{name} must be a whole number >= 0; got {value!r}")
+        for name in ("session_idle_timeout", "max_session_lifetime"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1e9):
+                raise InvalidArgument(f"{name} must be seconds above 0 (at most 1e9), or None; got {value!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidArgument(f"port must be 0..65535; got {self.port!r}")
         for flag in ("insecure", "public_metrics", "public_docs"):
@@ -143,6 +160,12 @@ class ServerConfig:
         if path in ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"):
             return self.public_docs
         return False
+
+    def body_limit(self, path: str) -> int:
+        """The largest request body ``path`` takes: ``max_body_bytes``, or room for a checkpoint on a restore."""
+        if path == "/v1/sessions/restore":
+            return max(self.max_body_bytes, (self.max_checkpoint_bytes + 2) // 3 * 4 + 64 * 1024)  # base64 + options
+        return self.max_body_bytes
 
     @property
     def worker_count(self) -> int:

@@ -58,7 +58,11 @@ class ExecuteRequest(BaseModel):
         default_factory=dict, description="guest path -> text, or {'base64': ...}; written before the run"
     )
     limits: LimitsModel = Field(default_factory=LimitsModel)
-    runtime: StrictStr = Field(default="default", description="which CPython: 'default' or 'scientific'")
+    runtime: StrictStr = Field(default="default", description="which CPython: 'default', 'python3.12' or 'scientific'")
+    inputs: dict[str, Any] | None = Field(default=None, description="guest globals set first (JSON values)")
+    preload: list[StrictStr] | None = Field(
+        default=None, description="scientific: run on a snapshot with these modules imported (built if new)"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from .._limits import Limits
 from .._request import Request, make_request
 from ._models import ExecuteRequest
 
-__all__ = ["PolicyError", "build_request", "policy_dict"]
+__all__ = ["PolicyError", "build_request", "check_caps", "policy_dict"]
 
 
 class PolicyError(Exception):
@@ -29,6 +29,17 @@ def _show(value: object) -> str:
     return "null (unlimited)" if value is None else repr(value)
 
 
+def check_caps(limits: Limits, cap: Limits) -> Limits:
+    """``limits``, or ``PolicyError`` naming each limit over the operator's ``cap``."""
+    over = limits.exceeds(cap)
+    if over:
+        detail = "; ".join(
+            f"{name}={_show(getattr(limits, name))} exceeds the server's cap of {getattr(cap, name)!r}" for name in over
+        )
+        raise PolicyError(detail)
+    return limits
+
+
 def build_request(body: ExecuteRequest, default: Limits, cap: Limits) -> Request:
     """Validate ``body`` into a ``Request`` (``InvalidArgument`` on bad input, ``PolicyError`` over the cap)."""
     if body.stdin_base64 is not None:
@@ -40,13 +51,7 @@ def build_request(body: ExecuteRequest, default: Limits, cap: Limits) -> Request
     files: dict[str, bytes | str] = {}
     for path, value in body.files.items():  # make_request validates the keys as one set
         files[path] = value if isinstance(value, str) else _b64(f"files[{path!r}].base64", value.base64)
-    limits = default.replace(**body.limits.given())
-    over = limits.exceeds(cap)
-    if over:
-        detail = "; ".join(
-            f"{name}={_show(getattr(limits, name))} exceeds the server's cap of {getattr(cap, name)!r}" for name in over
-        )
-        raise PolicyError(detail)
+    limits = check_caps(default.replace(**body.limits.given()), cap)
     return make_request(
         body.code,
         stdin,
@@ -57,6 +62,8 @@ def build_request(body: ExecuteRequest, default: Limits, cap: Limits) -> Request
         mounts=(),
         snapshot=True,
         runtime=body.runtime,
+        inputs=body.inputs,
+        preload=body.preload,
     )
 
 
