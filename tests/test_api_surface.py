@@ -75,7 +75,8 @@ LAYERS = [
     {"_guestfs", "_roots", "_workspace", "_checkpoint"},
     {"_sandbox"},
     {"_image"},
-    {"_request", "_runtime", "_runtime_info", "_api", "_session"},
+    {"_request", "_launch", "_runtime", "_runtime_info", "_api", "_session", "_session_budget", "_session_state"}
+    | {"_async_session"},
     {"_parallel"},
     {"cli", "server", "mcp", "testing", "executor", "__init__", "__main__"},
 ]

@@ -16,7 +16,7 @@ import pytest
 
 import execr
 from execr._exceptions import InvalidArgument
-from execr._image import _cache, _flavors, _preload
+from execr._image import _cache, _flavors, _preload, _set_store
 from execr._image._binary import Binary
 from execr._sandbox import Compiled
 
@@ -202,7 +202,8 @@ def test_a_set_is_built_in_the_background_after_being_seen(fresh_counts: execr.R
     target = _preload.expand(["networkx"], sets.base)
     for info in sets.stored(rescan=True):
         if info.modules == target:
-            _preload._remove(info.dir)
+            _set_store.remove(info.dir)
+    sets.stored(rescan=True)  # forget the removed set now (the scan is otherwise kept for seconds)
     code = "import sys\nprint('networkx' in sys.modules)\nimport networkx"
     first = [rt.execute(code, runtime="scientific").stdout for _ in range(2)]
     assert first == ["False\n", "False\n"]

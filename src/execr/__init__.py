@@ -11,8 +11,8 @@ and restore), ``Runtime``, ``Result``, ``ToolCall``, ``Outcome``, ``OutputFile``
 ``execr.testing`` (a fake runtime for tests), and the seed's ``execr.executor.core``
 (``execute``, ``RuntimeConfig``, ``Result``, ``binary``).
 
-Commands: ``execr run``, ``execr info``, ``execr warmup``, ``execr batch``, ``execr serve``,
-``execr mcp``
+Commands: ``execr run``, ``execr repl``, ``execr info``, ``execr warmup``, ``execr batch``,
+``execr serve``, ``execr mcp``
 (see ``execr --help``). HTTP (``execr serve``, extra ``server``): ``POST /v1/execute``,
 ``POST /v1/execute/batch``, ``GET /v1/runtime``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``.
 
@@ -27,6 +27,7 @@ stderr), ``EXECR_DEBUG=1`` (the CLI shows internal tracebacks instead of one-lin
 """
 
 from ._api import execute, execute_async
+from ._async_session import AsyncSession
 from ._checkpoint import Checkpoint
 from ._exceptions import (
     CheckpointRefused,
@@ -54,7 +55,7 @@ from ._parallel._pool import WorkerPool
 from ._results import Outcome, OutputFile, Result, ToolCall
 from ._run_options import RunOptions
 from ._runtime import Runtime
-from ._session import AsyncSession, Session
+from ._session import Session
 
 __version__ = "0.1.0"
 

@@ -1,48 +1,46 @@
-"""Runtime: the owner of the compiled modules and snapshots, and the way one request becomes a Result.
+"""Runtime: the owner of the compiled modules and snapshots, through which every run goes.
 
 One ``Runtime`` holds, per flavor (``request.runtime``: "default" or "scientific"), the
 verified files and the plain and snapshot modules (built lazily, or ahead by ``warmup``),
-and runs requests; ``execute()`` uses a process-wide default. Every run gets its own
-Store, instance, and temporary directories. Thread-safe: each flavor's build happens once
-under its own lock (and a file lock across processes).
+and runs requests (``_launch`` assembles each run); ``execute()`` uses a process-wide
+default. Every run gets its own Store, instance, and temporary directories. Thread-safe:
+each flavor's build happens once under its own lock (and a file lock across processes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import marshal
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
-from . import _mailbox
-from ._exceptions import InvalidArgument, RuntimeClosed, RuntimeUnavailable
-from ._guestfs import Caps, GuestFiles, Tree
-from ._image import _datafiles
+from ._exceptions import RuntimeClosed, RuntimeUnavailable
 from ._image._binary import Binary, load
 from ._image._cache import cache_dir
-from ._image._flavors import FLAVORS, NAMES, flavor, preload_list
+from ._image._flavors import NAMES, flavor, preload_list
+from ._launch import SessionSlot, launch, prepare, request_patch, request_payload
 from ._limits import UNSET, Unset
-from ._mailbox import REQUEST_BOX
-from ._mounts import PACKAGES, SCRIPT
-from ._output import Capture
 from ._request import Request, make_request
-from ._results import Outcome, Result
+from ._results import Result
 from ._run_options import RunOptions
 from ._tools import DEFAULT_MAX_CALLS, Permission, ToolBox
-from ._workspace import Workspace, check_outputs, write_outputs
 
 if TYPE_CHECKING:  # the engine (wasmtime) is imported on first use: ``import execr`` stays cheap
     from . import _sandbox
     from ._image import _preload, _snapshot
 
-__all__ = ["Runtime", "SessionSlot", "default_runtime", "quiet", "snapshot_default"]
-
-STDIO_FILES = ("stdin.txt", "stdout.txt", "stderr.txt")  # what ``stdio=DIR`` receives (the seed's names)
+__all__ = [
+    "Runtime",
+    "SessionSlot",
+    "default_runtime",
+    "quiet",
+    "request_patch",
+    "request_payload",
+    "snapshot_default",
+]
 
 
 def snapshot_default() -> bool:
@@ -69,16 +67,6 @@ class _Built:
     plain: dict[bool, _sandbox.Compiled] = dataclasses.field(default_factory=dict)
     snap: dict[bool, _snapshot.Snapshot] = dataclasses.field(default_factory=dict)
     snapshot_error: str | None = None
-
-
-@dataclasses.dataclass
-class SessionSlot:
-    """What a run in a session uses instead of fresh ones: its instance, its snapshot and its workspace."""
-
-    live: _sandbox.Live
-    snap: _snapshot.Snapshot
-    workspace: Workspace
-    fresh: bool = True  # the session's first call: a new ``__main__`` and fresh random state
 
 
 class Runtime:
@@ -298,112 +286,8 @@ class Runtime:
         ``tools``: the host functions the guest may call (``execr_tools``); its calls are the
         Result's ``tool_calls``.
         """
-        from . import _sandbox  # imported on first use: they load wasmtime
-
         self._check_open()
-        started = time.perf_counter()
-        spec = flavor(request.runtime)
-        if tools is not None and not spec.host_calls:
-            able = ", ".join(repr(f.name) for f in FLAVORS.values() if f.host_calls)
-            raise InvalidArgument(f"tools= needs a runtime with host functions ({able}); {spec.name!r} has none")
-        calls = tools.begin() if tools is not None else None
-        binary = self.files(spec.name)
-        lim = request.limits
-        metered = spec.metered(lim.fuel)
-        snap = self._snapshot_module(spec.name, metered) if request.snapshot and session is None else None
-        if session is not None:
-            snap = session.snap
-        elif snap is not None and spec.reactor:  # the preload set that best fits the code's imports
-            sets = self._sets_of(spec.name)
-            snap = sets.choose(request.code, snap, self.preload_of(spec.name), lim.memory_limit, request.preload)
-        compiled = snap.compiled if snap is not None else self._plain_module(spec.name, metered)
-        if request.stdio is not None:
-            check_outputs(request.stdio, STDIO_FILES)  # before the run: a refusal afterwards would lose its result
-        if session is not None:
-            ws = session.workspace
-        else:
-            ws = Workspace(
-                root=request.mount_fs, mounts=request.mounts, packages=request.pythonpath, files=dict(request.files)
-            )
-        scratch = _datafiles.Scratch(binary)  # the scientific runtime's per-run scratch directory
-        try:
-            env = _datafiles.merge_env(_datafiles.env_defaults(binary), request.env)
-            path = [PACKAGES] if request.pythonpath is not None else []
-            if path:
-                env.append(("PYTHONPATH", PACKAGES))
-            code = request.code.encode("utf-8", "surrogatepass")
-            control = {"main.py": code}
-            if tools is not None:
-                control |= tools.control
-            patches: list[tuple[int, bytes]] = []
-            if snap is not None:
-                flags = {"reseed": False} if snap.rng or (session is not None and not session.fresh) else {}
-                if value:
-                    flags["value"] = True
-                if session is not None:  # keep __main__ between calls; atexit handlers run at close
-                    flags |= {"fresh": session.fresh, "final": False}
-                payload = request_payload(request, code, env, path, **flags)
-                big = len(payload) > REQUEST_BOX
-                if big:
-                    control["request.bin"] = payload
-                patches = [request_patch(snap, None if big else payload)]
-                if session is None or session.fresh:  # fresh random states (a session keeps its own after)
-                    patches += [(address, os.urandom(624 * 4)) for address in snap.rng]
-                patches += [(snap.slots[i], m.guest.lstrip("/").encode() + b"\0") for i, m in enumerate(request.mounts)]
-            elif spec.reactor:
-                control["request.bin"] = request_payload(request, code, env, path)
-            elif request.inputs:
-                control["inputs.bin"] = request.inputs
-            stdout, stderr = Capture(lim.max_stdout), Capture(lim.max_stderr)
-            trees = ws.trees(control) + [Tree(p.guest, p.host, p.writable) for p in spec.preopens(binary)]
-            trees += scratch.trees()
-            base = (ws.base_usage[0] + scratch.usage[0], ws.base_usage[1] + scratch.usage[1])
-            used = (ws.usage[0] + scratch.usage[0], ws.usage[1] + scratch.usage[1])
-            caps = Caps(lim.max_files, lim.max_file_bytes, lim.max_open_files)
-            with GuestFiles(
-                trees, stdin=request.stdin, stdout=stdout, stderr=stderr, caps=caps, base=base, used=used
-            ) as files:
-                launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim, cancel=cancel)
-                launch.tools = calls
-                if snap is not None:
-                    launch.entry = dataclasses.replace(snap.entry, patches=tuple(patches))
-                else:
-                    launch.argv = spec.plain_argv(SCRIPT, request.args)
-                    launch.env = env
-                    launch.start = spec.start
-                raw = compiled.host.run(compiled, launch, None if session is None else session.live)
-            out, out_dropped = stdout.value()
-            err, err_dropped = stderr.value()
-            outcome, error = raw.outcome, raw.error
-            exit_code = raw.exit_code
-            files_out, problem = ws.changed(lim.max_returned_file_bytes)
-            if problem is not None and outcome in (Outcome.COMPLETED, Outcome.FAILED):
-                outcome, error = Outcome.FILE_LIMIT, problem
-            if request.stdio is not None:
-                write_outputs(request.stdio, dict(zip(STDIO_FILES, (request.stdin, out, err), strict=True)))
-            return Result.build(
-                stdout=out,
-                stderr=err,
-                stdout_dropped=out_dropped,
-                stderr_dropped=err_dropped,
-                fuel_consumed=raw.fuel_consumed,
-                memory=raw.memory,
-                data_len=raw.data_len,
-                outcome=outcome,
-                exit_code=exit_code,
-                duration=time.perf_counter() - started,
-                files=files_out,
-                error=error,
-                mode="snapshot" if snap is not None else "plain",
-                tool_calls=calls.calls if calls is not None else (),
-                value=raw.value.decode("utf-8", "replace")
-                if raw.value is not None and outcome is Outcome.COMPLETED
-                else None,
-            )
-        finally:
-            if session is None:
-                ws.close()
-            scratch.close()
+        return launch(prepare(self, request, cancel, value=value, session=session, tools=tools))
 
     # -- lifecycle --
 
@@ -430,20 +314,6 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def request_payload(request: Request, code: bytes, env: list[tuple[str, str]], path: list[str], **flags: bool) -> bytes:
-    """The marshal-encoded request the snapshot's entry function reads."""
-    fields = {"script": SCRIPT, "code": code, "args": list(request.args), "env": dict(env), "path": path, "cwd": "/"}
-    if request.inputs:
-        fields["inputs"] = request.inputs
-    return marshal.dumps(fields | flags, 4)
-
-
-def request_patch(snap: _snapshot.Snapshot, payload: bytes | None) -> tuple[int, bytes]:
-    """The guest-memory write that hands ``payload`` to the entry (``None``: read request.bin)."""
-    offset, data = _mailbox.request(payload)
-    return snap.entry.mailbox + offset, data
 
 
 _default: Runtime | None = None

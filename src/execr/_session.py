@@ -15,11 +15,14 @@ Budgets: per call, the usual limits (the session's are the defaults); per sessio
 the state (memory pages, working directory, counters, budgets) as a ``Checkpoint``
 (``to_bytes()`` for another process or machine); ``Session.restore`` and ``fork()`` start a
 new session from one, with fresh random state for a fork; a restore can only tighten budgets.
+
+``_session_state`` opens a session's instance and takes and loads its checkpoints;
+``_session_budget`` validates and checks its budgets and a call's limits; ``AsyncSession``
+(``_async_session``) runs it from asyncio.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
@@ -29,22 +32,22 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._checkpoint import Checkpoint, pack_files, unpack_files
-from ._exceptions import CheckpointRefused, InvalidArgument, RuntimeClosed, RuntimeUnavailable, SessionExpired
+from ._checkpoint import Checkpoint
+from ._exceptions import InvalidArgument, RuntimeClosed, SessionExpired
 from ._image._flavors import flavor
-from ._limits import UNSET, Limits, Unset, _number
+from ._limits import UNSET, Limits, Unset
 from ._mounts import Mount
 from ._process import Phase, at_exit
 from ._request import make_request
 from ._results import Outcome, Result
-from ._runtime import Runtime, SessionSlot, default_runtime
+from ._runtime import Runtime, default_runtime
+from ._session_budget import budgets, call_request, expiry, tightened
+from ._session_state import load_checkpoint, open_slot, take_checkpoint
 from ._tools import DEFAULT_MAX_CALLS, ToolBox
-from ._workspace import Workspace
 
-__all__ = ["AsyncSession", "Session"]
+__all__ = ["Session"]
 
 _KEPT = (Outcome.COMPLETED, Outcome.FAILED)  # outcomes whose state stands (the guest's own end)
-_PER_CALL = ("timeout", "fuel", "max_stdout", "max_stderr", "max_returned_file_bytes")
 
 
 class Session:
@@ -90,14 +93,7 @@ class Session:
             limits=limits,
             **limit_kwargs,
         )
-        day = "1e9 s (about 31 years)"
-        self.idle_timeout: float | None = _number(
-            "idle_timeout", idle_timeout, integer=False, minimum=0, maximum=1e9, why=day
-        )
-        self.lifetime: float | None = _number("lifetime", lifetime, integer=False, minimum=0, maximum=1e9, why=day)
-        self.max_calls: int | None = _number(
-            "max_calls", max_calls, integer=True, minimum=1, maximum=2**62, why="2**62"
-        )
+        self.idle_timeout, self.lifetime, self.max_calls = budgets(idle_timeout, lifetime, max_calls)
         self._tools = ToolBox.of(tools, tool_permission, max_tool_calls)
         if self._tools is not None and not flavor(self._base.runtime).host_calls:
             raise InvalidArgument(f"tools= needs a runtime with host functions; {self._base.runtime!r} has none")
@@ -107,28 +103,7 @@ class Session:
         self._count = 0
         self._age = 0.0  # seconds lived before this process (a restored session's past)
         self._cp: Checkpoint | None = None  # the last checkpoint, while no call has run since
-        spec = flavor(self._base.runtime)
-        self._metered = spec.metered(self._base.limits.fuel)
-        if _checkpoint is not None:
-            self._metered = _checkpoint.metered
-        snap = self._rt._snapshot_module(spec.name, self._metered)
-        if snap is None:
-            raise RuntimeUnavailable(f"sessions need the {spec.name} snapshot: {self._rt.snapshot_errors[spec.name]}")
-        if not snap.compiled.recycle:
-            raise RuntimeUnavailable(f"the {spec.name} runtime's instances cannot be saved and rolled back")
-        self._key = _key(self._rt, spec.name, self._metered)
-        live = snap.compiled.host.live(snap.compiled)
-        try:
-            ws = Workspace(
-                root=None,
-                mounts=self._base.mounts,
-                packages=self._base.pythonpath,
-                files={} if _checkpoint is not None else dict(self._base.files),
-            )
-        except BaseException:
-            live.close()
-            raise
-        self._slot = SessionSlot(live=live, snap=snap, workspace=ws)
+        self._slot, self._key, self._metered = open_slot(self._rt, self._base, _checkpoint)
         if _checkpoint is not None:
             try:
                 self._load(_checkpoint)
@@ -142,31 +117,12 @@ class Session:
     # -- state --
 
     def _load(self, cp: Checkpoint) -> None:
-        if cp.key != self._key or cp.runtime != self._base.runtime:
-            raise CheckpointRefused(
-                f"checkpoint is for another runtime or binary ({cp.runtime}, {cp.key}); this session is "
-                f"{self._base.runtime}, {self._key}"
-            )
-        limit = self._base.limits.memory_limit
-        if limit is not None and cp.data_len > limit:
-            raise CheckpointRefused(f"checkpoint memory of {cp.data_len} bytes is over the memory_limit of {limit}")
-        unpack_files(cp.files, self._slot.workspace.root)
-        problem = self._slot.workspace.rebase()
-        if problem is not None:
-            raise CheckpointRefused(f"checkpoint files cannot be restored: {problem}")
-        try:
-            self._slot.live.map(_image(cp))
-        except (ValueError, OSError) as e:
-            raise CheckpointRefused(f"checkpoint memory cannot be restored: {e}") from None
-        info = cp.info
+        info = load_checkpoint(self._slot, cp, self._base.runtime, self._key, self._base.limits.memory_limit)
         self._count = int(info.get("execution_count", 0))
         self._calls = int(info.get("calls", 0))
         self._age = float(info.get("age", 0.0))
         self._slot.fresh = self._count == 0 and self._calls == 0
-        for name, mine in (("max_calls", self.max_calls), ("lifetime", self.lifetime)):
-            theirs = info.get(name)
-            if theirs is not None and (mine is None or theirs < mine):
-                setattr(self, name, theirs)  # a restore can only tighten
+        self.max_calls, self.lifetime = tightened(info, self.max_calls, self.lifetime)  # a restore can only tighten
 
     @property
     def execution_count(self) -> int:
@@ -193,13 +149,8 @@ class Session:
             cls = SessionExpired if self._closed != "closed" else RuntimeClosed
             raise cls(f"this session is {self._closed}")
         now = time.monotonic()
-        why = None
-        if self.idle_timeout is not None and now - self._last > self.idle_timeout:
-            why = f"expired: idle for more than {self.idle_timeout:g} s"
-        elif self.lifetime is not None and self._age + now - self._born > self.lifetime:
-            why = f"expired: older than its lifetime of {self.lifetime:g} s"
-        elif self.max_calls is not None and self._calls >= self.max_calls:
-            why = f"expired: it made its {self.max_calls} calls"
+        idle, age = now - self._last, self._age + now - self._born
+        why = expiry(self.idle_timeout, self.lifetime, self.max_calls, idle=idle, age=age, calls=self._calls)
         if why is not None:
             self._shut(why)
             raise SessionExpired(f"this session {why}")
@@ -221,24 +172,7 @@ class Session:
         ``max_returned_file_bytes``) override the session's for this call. A call the host
         stopped is rolled back; with ``atomic=True`` so is one that raised.
         """
-        bad = set(limit_kwargs) - set(_PER_CALL)
-        if bad:
-            raise InvalidArgument(f"per-call limits are {', '.join(_PER_CALL)}; got {', '.join(sorted(bad))}")
-        if "fuel" in limit_kwargs and limit_kwargs["fuel"] is not None and not self._metered:
-            raise InvalidArgument("a per-call fuel limit needs a metered session: create it with fuel=N")
-        if not isinstance(atomic, bool):
-            raise InvalidArgument(f"atomic must be a bool; got {type(atomic).__name__}")
-        base = self._base
-        request = make_request(
-            code,
-            stdin,
-            runtime=base.runtime,
-            env=dict(base.env),
-            mounts=base.mounts,
-            pythonpath=base.pythonpath,
-            limits=base.limits.replace(**limit_kwargs),
-            inputs=inputs,
-        )
+        request = call_request(self._base, code, stdin, inputs, atomic, self._metered, limit_kwargs)
         with self._lock:
             self._check()
             self._calls += 1
@@ -259,6 +193,7 @@ class Session:
                 self._count += 1
                 slot.fresh = False
                 result = _replace(result, execution_count=self._count)
+                slot.live.settle()  # a big heap is folded once, not copied before every call
             slot.workspace.rebase()
             self._last = time.monotonic()
             return result
@@ -284,23 +219,24 @@ class Session:
                 "lifetime": self.lifetime,
                 "fresh": self._slot.fresh,
             }
-            self._cp = Checkpoint(
-                runtime=self._base.runtime,
-                key=self._key,
-                metered=self._metered,
-                data_len=image.data_len,
-                stack_pointer=image.stack_pointer,
-                pages=image.pages(),  # type: ignore[arg-type]  # read-only views of the image
-                files=pack_files(self._slot.workspace.root),
-                info=info,
-            )
-            object.__setattr__(self._cp, "_image", image)  # forks and restores of it map the image
+            self._cp = take_checkpoint(self._slot, image, self._base.runtime, self._key, self._metered, info)
             return self._cp
 
     def fork(self) -> Session:
         """A new, independent session starting from this one's state, with fresh random state."""
-        cp = self.checkpoint()
-        child = Session._from(cp, self._rt, self._base, self.idle_timeout)
+        cp, base = self.checkpoint(), self._base
+        child = Session(
+            cp.runtime,
+            on=self._rt,
+            env=dict(base.env),
+            mounts=base.mounts,
+            pythonpath=base.pythonpath,
+            limits=base.limits,
+            idle_timeout=self.idle_timeout,
+            lifetime=None,
+            max_calls=None,
+            _checkpoint=cp,
+        )
         child._tools = self._tools
         child._slot.live.reseed(child._slot.snap.rng, os.urandom)
         return child
@@ -338,33 +274,7 @@ class Session:
             **limit_kwargs,
         )
 
-    @classmethod
-    def _from(cls, cp: Checkpoint, rt: Runtime, base: Any, idle: float | None) -> Session:
-        return cls(
-            cp.runtime,
-            on=rt,
-            env=dict(base.env),
-            mounts=base.mounts,
-            pythonpath=base.pythonpath,
-            limits=base.limits,
-            idle_timeout=idle,
-            lifetime=None,
-            max_calls=None,
-            _checkpoint=cp,
-        )
-
     # -- lifecycle --
-
-    def _idle(self) -> None:
-        """Close the session if it has been idle past ``idle_timeout`` (called by the reaper thread)."""
-        if not self._lock.acquire(blocking=False):
-            return  # a call is running: not idle
-        try:
-            idle = self.idle_timeout
-            if self._closed is None and idle is not None and time.monotonic() - self._last > idle:
-                self._shut(f"expired: idle for more than {idle:g} s")
-        finally:
-            self._lock.release()
 
     def _shut(self, why: str) -> None:
         if self._closed is None:
@@ -394,28 +304,6 @@ class Session:
                 self._shut("closed")
 
 
-_keys: weakref.WeakKeyDictionary[Runtime, dict[tuple[str, bool], str]] = weakref.WeakKeyDictionary()
-
-
-def _key(rt: Runtime, name: str, metered: bool) -> str:
-    """The snapshot key a checkpoint must match (its cache entry's name), computed once per Runtime."""
-    keys = _keys.setdefault(rt, {})
-    if (name, metered) not in keys:
-        keys[(name, metered)] = rt.artifacts(name, metered).dir.name
-    return keys[(name, metered)]
-
-
-def _image(cp: Checkpoint) -> Any:
-    """``cp``'s pages in a memfd, made once per Checkpoint object (forks and restores map it)."""
-    from ._sandbox import Image, State
-
-    image = cp.__dict__.get("_image")
-    if image is None:
-        image = Image(State(cp.data_len, cp.stack_pointer, cp.pages))
-        object.__setattr__(cp, "_image", image)
-    return image
-
-
 class _Reaper:
     """One daemon thread for all sessions: closes those idle past their ``idle_timeout`` (checked
     every ``TICK`` seconds), so an abandoned session's instance is freed without a thread of its own."""
@@ -431,9 +319,8 @@ class _Reaper:
     def watch(self, session: Session) -> None:
         with self._lock:
             self._all.add(session)
-            if session.idle_timeout is None:
-                return
-            self._sessions.add(session)
+            if session.idle_timeout is not None:
+                self._sessions.add(session)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="execr-session-reaper", daemon=True)
                 self._thread.start()
@@ -443,12 +330,29 @@ class _Reaper:
             time.sleep(self.TICK)
             with self._lock:
                 sessions = list(self._sessions)
+                idle = list(self._all)
+            now = time.monotonic()
+            for session in idle:  # an idle session gives back the buffer its calls reuse
+                if not session.closed and now - session._last > 2 * self.TICK:
+                    session._slot.live.trim()
             for session in sessions:
                 if session.closed:
                     with self._lock:
                         self._sessions.discard(session)
                 else:
-                    session._idle()
+                    self._close_if_idle(session)
+
+    @staticmethod
+    def _close_if_idle(session: Session) -> None:
+        """Close ``session`` if it has been idle past its ``idle_timeout``."""
+        if not session._lock.acquire(blocking=False):
+            return  # a call is running: not idle
+        try:
+            idle = session.idle_timeout
+            if session._closed is None and idle is not None and time.monotonic() - session._last > idle:
+                session._shut(f"expired: idle for more than {idle:g} s")
+        finally:
+            session._lock.release()
 
     def close_all(self) -> None:
         """At exit: close every session still open (their instances go to the store reaper in time)."""
@@ -467,64 +371,3 @@ def _replace(result: Result, **changes: Any) -> Result:
     import dataclasses
 
     return dataclasses.replace(result, **changes)
-
-
-class AsyncSession:
-    """``Session`` for asyncio: the same arguments; ``run``, ``checkpoint``, ``fork``, ``restore`` and
-    ``close`` are awaitable and run the session in a worker thread."""
-
-    def __init__(self, runtime: str = "default", **kwargs: Any) -> None:
-        self._kwargs = dict(kwargs, runtime=runtime)
-        self._session: Session | None = None
-
-    @classmethod
-    def _wrap(cls, session: Session) -> AsyncSession:
-        out = cls.__new__(cls)
-        out._kwargs, out._session = {}, session
-        return out
-
-    async def start(self) -> AsyncSession:
-        """Create the session (``async with`` does this)."""
-        if self._session is None:
-            kwargs = dict(self._kwargs)
-            session = await asyncio.to_thread(lambda: Session(**kwargs))
-            if session._tools is not None:  # async tools run on this event loop
-                session._tools = session._tools.with_loop(asyncio.get_running_loop())
-            self._session = session
-        return self
-
-    @property
-    def session(self) -> Session:
-        """The underlying ``Session``."""
-        if self._session is None:
-            raise RuntimeClosed("the session is not started: use 'async with AsyncSession(...)' or await start()")
-        return self._session
-
-    async def run(self, code: str, **kwargs: Any) -> Result:
-        """``Session.run`` in a worker thread."""
-        session = self.session
-        return await asyncio.to_thread(lambda: session.run(code, **kwargs))
-
-    async def checkpoint(self) -> Checkpoint:
-        """``Session.checkpoint`` in a worker thread."""
-        return await asyncio.to_thread(self.session.checkpoint)
-
-    async def fork(self) -> AsyncSession:
-        """``Session.fork`` in a worker thread."""
-        return AsyncSession._wrap(await asyncio.to_thread(self.session.fork))
-
-    @classmethod
-    async def restore(cls, checkpoint: Checkpoint | bytes, **kwargs: Any) -> AsyncSession:
-        """``Session.restore`` in a worker thread."""
-        return cls._wrap(await asyncio.to_thread(lambda: Session.restore(checkpoint, **kwargs)))
-
-    async def close(self) -> None:
-        """``Session.close`` in a worker thread."""
-        if self._session is not None:
-            await asyncio.to_thread(self._session.close)
-
-    async def __aenter__(self) -> AsyncSession:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

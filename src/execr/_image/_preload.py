@@ -5,7 +5,7 @@ else a run imports is paid on every run (scipy 1.5 s, scikit-learn 1.9 s, statsm
 A *preload set* is another snapshot of the same runtime with more modules imported, and runs
 pick one from the modules their code imports.
 
-- **Reading the imports.** ``imports_of`` walks the code's AST (it is parsed, never run) for
+- **Reading the imports** (``_imports``). ``imports_of`` walks the code's AST (it is parsed, never run) for
   absolute imports and literal ``__import__``/``importlib.import_module`` calls, and keeps the
   top-level names. The names execr knows (``GROUPS``: scipy, sklearn, statsmodels, sympy,
   matplotlib, seaborn, networkx, ...) expand to the submodules people use (``sklearn`` imports
@@ -28,7 +28,7 @@ pick one from the modules their code imports.
   sklearn + scipy), not a 350 MB compiled module.
 - **Switches.** ``EXECR_PRELOAD_SETS=0`` turns picking by imports off (a configured or
   requested preload still applies); ``EXECR_PRELOAD_AFTER=0`` only stops building on demand.
-- **Disk.** Sets live in the cache directory (``<runtime>-python-<version>-set-<key>``, the
+- **Disk** (``_set_store``). Sets live in the cache directory (``<runtime>-python-<version>-set-<key>``, the
   key covering everything the base snapshot's does plus the module list), each file written
   atomically with a checksum that is verified before use. The least recently used sets are
   removed past ``EXECR_PRELOAD_BUDGET`` bytes (default 2 GiB).
@@ -40,34 +40,27 @@ default runtime can use it by listing its own ``GROUPS``.
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import dataclasses
-import functools
-import hashlib
-import json
 import os
 import queue
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final
 
-from .._exceptions import InvalidArgument, RuntimeUnavailable
+from .._exceptions import RuntimeUnavailable
 from .._guestfs import Caps, GuestFiles, Tree
 from .._limits import Limits
 from .._mounts import SLOTS
 from .._output import Capture
 from .._process import Phase, at_exit
-from .._roots import remove_tree
-from .._sandbox import BootImage, Compiled, EntryPoint, Host, Launch, MemoryImage, overlay
+from .._sandbox import BootImage, Compiled, Host, Launch
 from .._workspace import Workspace
 from . import _cache, _datafiles, _snapshot
 from ._binary import Binary
 from ._flavors import Flavor
+from ._imports import GROUPS, Group, expand, imports_of, provides
+from ._set_store import IMAGE_VERSION, SetInfo, SetStore, budget, read_info, write_set
 from ._snapshot import Snapshot
 
 __all__ = [
@@ -82,86 +75,6 @@ __all__ = [
     "threshold",
 ]
 
-IMAGE_VERSION: Final = "1"
-_PAGE = 65536
-_CHUNK = 1 << 20
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-@dataclasses.dataclass(frozen=True)
-class Group:
-    """What a top-level import name brings into a preload set."""
-
-    modules: tuple[str, ...]
-    cost: float  # seconds its imports take on a fresh run (measured): the weight when picking a set
-    warm: str = ""  # trusted source run once at boot after the imports (a tiny real task)
-
-
-GROUPS: Final[dict[str, Group]] = {
-    "scipy": Group(
-        (
-            "scipy",
-            "scipy.linalg",
-            "scipy.optimize",
-            "scipy.stats",
-            "scipy.integrate",
-            "scipy.interpolate",
-            "scipy.sparse",
-            "scipy.special",
-            "scipy.signal",
-        ),
-        1.6,
-        "from scipy.optimize import minimize\nfrom scipy import stats\n"
-        "minimize(lambda x: (x[0] - 1.0) ** 2, [0.0])\nstats.norm.cdf(0.5)\n",
-    ),
-    "sklearn": Group(
-        (
-            "sklearn",
-            "sklearn.base",
-            "sklearn.linear_model",
-            "sklearn.model_selection",
-            "sklearn.preprocessing",
-            "sklearn.metrics",
-            "sklearn.pipeline",
-            "sklearn.ensemble",
-            "sklearn.tree",
-            "sklearn.cluster",
-            "sklearn.decomposition",
-            "sklearn.neighbors",
-        ),
-        1.9,
-        "import numpy as np\nfrom sklearn.linear_model import LinearRegression\n"
-        "from sklearn.model_selection import train_test_split\n"
-        "X = np.arange(20.0).reshape(10, 2)\nLinearRegression().fit(X, X @ [1.0, 2.0]).predict(X)\n"
-        "train_test_split(X, test_size=0.2, random_state=0)\n",
-    ),
-    "statsmodels": Group(
-        ("statsmodels", "statsmodels.api", "statsmodels.formula.api"),
-        2.5,
-        "import numpy as np\nimport statsmodels.api as sm\n"
-        "X = sm.add_constant(np.arange(10.0))\nsm.OLS(np.arange(10.0) * 2 + 1, X).fit().summary()\n",
-    ),
-    "patsy": Group(("patsy",), 0.3),
-    "sympy": Group(("sympy",), 1.0, "import sympy\nx = sympy.Symbol('x')\nsympy.solve(x**2 - 4, x)\n"),
-    "matplotlib": Group(
-        ("matplotlib", "matplotlib.pyplot"),
-        2.0,
-        # Draws nothing: a text draw would keep font files open in the image (FT2Font caches them).
-        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [0, 1])\nplt.close('all')\n",
-    ),
-    "seaborn": Group(("matplotlib", "matplotlib.pyplot", "seaborn"), 3.0),
-    "networkx": Group(("networkx",), 0.6, "import networkx as nx\nnx.shortest_path(nx.path_graph(4), 0, 3)\n"),
-    "PIL": Group(("PIL", "PIL.Image"), 0.2),
-    "lxml": Group(("lxml", "lxml.etree"), 0.2),
-    "openpyxl": Group(("openpyxl",), 0.5),
-    "bs4": Group(("bs4",), 0.3),
-    "yaml": Group(("yaml",), 0.1),
-    "jinja2": Group(("jinja2",), 0.2),
-    "mpmath": Group(("mpmath",), 0.2),
-}
-#: Imports that bring in others' modules (seaborn brings matplotlib, scipy.stats, statsmodels' patsy...).
-IMPLIES: Final[dict[str, tuple[str, ...]]] = {"seaborn": ("matplotlib",), "statsmodels": ("scipy", "patsy")}
-
 
 def threshold() -> int:
     """How many runs with the same imports make a set worth building (``EXECR_PRELOAD_AFTER``; 0: never)."""
@@ -169,61 +82,6 @@ def threshold() -> int:
         return max(0, int(os.environ.get("EXECR_PRELOAD_AFTER", "3")))
     except ValueError:
         return 3
-
-
-def budget() -> int:
-    """Bytes of disk the stored sets may take (``EXECR_PRELOAD_BUDGET``: bytes, or with K/M/G)."""
-    raw = os.environ.get("EXECR_PRELOAD_BUDGET", "2G").strip().upper()
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(raw[-1:], 1)
-    try:
-        return max(0, int(float(raw.rstrip("KMG")) * scale))
-    except ValueError:
-        return 2 << 30
-
-
-@functools.lru_cache(maxsize=256)
-def imports_of(code: str) -> frozenset[str]:
-    """Top-level names of the modules ``code`` imports (read from its AST, never run; empty if it does not parse)."""
-    if "import" not in code:
-        return frozenset()
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return frozenset()
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.partition(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.partition(".")[0])
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func, arg = node.func, node.args[0].value
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            if name in ("__import__", "import_module") and isinstance(arg, str):
-                names.add(arg.partition(".")[0])
-    return frozenset(n for n in names if n)
-
-
-def expand(items: Iterable[str], base: Iterable[str] = ()) -> tuple[str, ...]:
-    """The modules a set for ``items`` imports: ``base`` first, then each item's group (or the item itself).
-
-    Items are module names (``InvalidArgument`` otherwise); known top-level names expand to their
-    group's modules (``sklearn`` -> ``sklearn.linear_model``, ...).
-    """
-    out: list[str] = list(base)
-    for item in items:
-        if not isinstance(item, str) or not _MODULE.fullmatch(item):
-            raise InvalidArgument(f"preload must list module names; got {item!r}")
-        group = GROUPS.get(item)
-        out += [*group.modules] if group is not None else [item]
-    return tuple(dict.fromkeys(out))
-
-
-def _provides(modules: Iterable[str]) -> frozenset[str]:
-    names = {m.partition(".")[0] for m in modules}
-    for name in list(names):
-        names.update(IMPLIES.get(name, ()))
-    return frozenset(names)
 
 
 def _warm_source(modules: tuple[str, ...]) -> str:
@@ -246,23 +104,8 @@ def _indent(source: str, n: int) -> str:
     return "".join(" " * n + line + "\n" for line in source.splitlines())
 
 
-@dataclasses.dataclass(frozen=True)
-class SetInfo:
-    """A stored set: its modules, what it provides, where it lives and its image's size."""
-
-    key: str
-    dir: Path
-    modules: tuple[str, ...]
-    provides: frozenset[str]
-    length: int  # linear memory bytes (the instances' initial memory)
-    disk: int  # bytes on disk
-
-    def score(self, wanted: Iterable[str]) -> float:
-        return sum(GROUPS[g].cost if g in GROUPS else 0.5 for g in wanted if g in self.provides)
-
-
-class Sets:
-    """One Runtime's preload sets of one flavor: stored, loaded, counted and built.
+class Sets(SetStore):
+    """One Runtime's preload sets of one flavor: stored and loaded (``SetStore``), picked, counted and built.
 
     ``plain()`` returns the compiled plain module (the sets' instances are its instances);
     thread-safe.
@@ -277,13 +120,8 @@ class Sets:
         plain: Callable[[], Compiled],
         progress: Callable[[str], None],
     ) -> None:
-        self.flavor, self.binary, self.cache_dir, self.engine = flavor, binary, cache_dir, engine
-        self._plain = plain
+        super().__init__(flavor, binary, cache_dir, engine, plain)
         self._progress = progress
-        self._lock = threading.RLock()
-        self._loaded: dict[str, Snapshot] = {}
-        self._stored: dict[str, SetInfo] = {}
-        self._scanned = 0.0
         self._seen: Counter[frozenset[str]] = Counter()
         self._queued: set[tuple[str, ...]] = set()
         self._failed: dict[tuple[str, ...], str] = {}
@@ -295,40 +133,6 @@ class Sets:
         self._said: set[str] = set()
         self.base = tuple(flavor.default_preload)
         _live.add(self)
-
-    # -- naming and storage --
-
-    @property
-    def stem(self) -> str:
-        return f"{self.flavor.name}-python-{self.flavor.python_version}-set-"
-
-    def key(self, modules: tuple[str, ...]) -> str:
-        """Everything a stored set depends on: the base snapshot's key parts, the layout and its modules."""
-        snap_key = _snapshot.cache_key(self.binary, self.flavor, modules, self.engine)
-        return _cache.digest(snap_key, f"image-{IMAGE_VERSION}", _datafiles.LAYOUT, str(SLOTS), *modules)
-
-    def _dir(self, modules: tuple[str, ...]) -> Path:
-        return self.cache_dir / f"{self.stem}{self.key(modules)}"
-
-    def stored(self, rescan: bool = False) -> list[SetInfo]:
-        """The sets in the cache directory (re-read at most every 10 s unless ``rescan``)."""
-        with self._lock:
-            if rescan or time.monotonic() - self._scanned > 10:
-                self._scanned = time.monotonic()
-                found = {}
-                try:
-                    names = [
-                        n for n in os.listdir(self.cache_dir) if n.startswith(self.stem) and not n.endswith(".lock")
-                    ]
-                except OSError:
-                    names = []
-                for name in names:
-                    info = _read_info(self.cache_dir / name)
-                    # a set made for another binary, engine, bootstrap or layout is never used (evicted first)
-                    if info is not None and info.key == self.key(info.modules) and name.endswith(info.key):
-                        found[info.key] = info
-                self._stored = found
-            return list(self._stored.values())
 
     # -- what Runtime calls --
 
@@ -382,7 +186,7 @@ class Sets:
         """The snapshot a run of ``code`` should take: ``floor`` (which imported ``floor_modules`` beyond
         the base) or a set covering more of its imports."""
         wanted = imports_of(code) & (GROUPS.keys() | {p for s in self.stored() for p in s.provides})
-        wanted -= _provides((*self.base, *floor_modules))
+        wanted -= provides((*self.base, *floor_modules))
         if not wanted:
             return floor
         best: SetInfo | None = None
@@ -415,31 +219,6 @@ class Sets:
                 self.submit(expand(sorted(wanted, key=list(GROUPS).index), self.base))
 
     # -- loading --
-
-    def load(self, info: SetInfo) -> Snapshot:
-        """The set as a runnable snapshot (its image verified once per process)."""
-        with self._lock:
-            snap = self._loaded.get(info.key)
-            if snap is not None:
-                return snap
-            meta = _cache.read_verified(info.dir / "set.json")
-            if meta is None or not _image_ok(info.dir / "image.bin"):
-                raise RuntimeUnavailable(f"the preload set in {str(info.dir)!r} is missing or corrupt")
-            data = json.loads(meta)
-            entry = EntryPoint(
-                int(data["mailbox_table"]), (0, 0, 0), int(data["mailbox"]), (), str(data["turn"]).encode()
-            )
-            image = MemoryImage(info.dir / "image.bin", int(data["length"]), int(data["sp"]))
-            try:
-                compiled = overlay(self._plain(), image)
-            except (OSError, ValueError) as e:
-                raise RuntimeUnavailable(f"cannot map the preload set's image: {e}") from e
-            compiled.recycle = bool(data["recycle"])
-            snap = Snapshot(compiled, entry, tuple(int(a) for a in data["slots"]), tuple(int(a) for a in data["rng"]))
-            self._loaded[info.key] = snap
-            with contextlib.suppress(OSError):
-                os.utime(info.dir / "used")  # the LRU stamp
-            return snap
 
     def ensure(self, items: Iterable[str]) -> Snapshot:
         """The set for ``items`` (expanded, plus the base preload): loaded, or built now (seconds)."""
@@ -485,7 +264,7 @@ class Sets:
         """Store the set for ``modules`` (boot, capture, write; under the cache lock); its info."""
         folder = self._dir(modules)
         with _cache.locked(folder.with_name(folder.name + ".lock")):
-            info = _read_info(folder)
+            info = read_info(folder)
             if info is not None and info.modules == modules:
                 return info
             started = time.monotonic()
@@ -494,7 +273,7 @@ class Sets:
             boot = _boot(plain.host, plain, self.flavor, self.binary, modules, self._cancel)
             entry, rng = _snapshot._reactor_entry_point(boot)
             slots = tuple(_snapshot._find_slot(boot.memory, i) for i in range(SLOTS))
-            info = _write(folder, self.key(modules), modules, boot, entry, slots, rng, _recyclable(self.binary))
+            info = write_set(folder, self.key(modules), modules, boot, entry, slots, rng, _recyclable(self.binary))
             self._progress(
                 f"preload set ready in {time.monotonic() - started:.1f} s: {info.length >> 20} MiB of memory, "
                 f"{info.disk >> 20} MiB on disk"
@@ -503,38 +282,6 @@ class Sets:
             self._stored[info.key] = info
         self.evict(keep=info.key)
         return info
-
-    def evict(self, keep: str = "") -> list[str]:
-        """Past ``budget()`` bytes, remove stored sets: first those this runtime cannot use (made for another
-        binary, engine or bootstrap), then the least recently used (never ``keep``); the keys removed."""
-        limit = budget()
-        live = sorted(self.stored(rescan=True), key=lambda s: _used(s.dir))
-        stale = sorted(self._stale(), key=lambda s: _used(s.dir))
-        total = sum(s.disk for s in live) + sum(s.disk for s in stale)
-        removed = []
-        for info in [*stale, *live]:
-            if total <= limit:
-                break
-            if info.key == keep:
-                continue
-            _remove(info.dir)
-            removed.append(info.key)
-            total -= info.disk
-        if removed:
-            with self._lock:
-                for key in removed:
-                    self._stored.pop(key, None)
-        return removed
-
-    def _stale(self) -> list[SetInfo]:
-        """Stored sets this runtime can never use (built for another binary, engine, bootstrap or layout)."""
-        try:
-            names = [n for n in os.listdir(self.cache_dir) if n.startswith(self.stem) and not n.endswith(".lock")]
-        except OSError:
-            return []
-        live = {s.dir.name for s in self.stored()}
-        infos = [_read_info(self.cache_dir / n) for n in names if n not in live]
-        return [i for i in infos if i is not None]
 
     def font_cache(self) -> None:
         """Build matplotlib's font list once (a trusted boot) unless stored; runs then never rebuild it."""
@@ -610,7 +357,7 @@ def _boot(
                 raise RuntimeUnavailable(
                     f"importing {', '.join(modules)} leaves {files.open_count} file(s) open: it cannot be preloaded"
                 )
-            if own and "matplotlib" in _provides(modules):
+            if own and "matplotlib" in provides(modules):
                 _datafiles.store_font_cache(binary, Path(scratch.path))
             return image
     finally:
@@ -627,125 +374,3 @@ def _recyclable(binary: Binary) -> bool:
     if binary.sha256 not in _recyclable_by_sha:
         _recyclable_by_sha[binary.sha256] = _snapshot.recyclable(binary.data)
     return _recyclable_by_sha[binary.sha256]
-
-
-def _sha256_fd(fd: int) -> str:
-    h = hashlib.sha256()
-    offset = 0
-    while chunk := os.pread(fd, _CHUNK, offset):
-        h.update(chunk)
-        offset += len(chunk)
-    return h.hexdigest()
-
-
-def _image_ok(path: Path) -> bool:
-    """Whether the image file matches its checksum sidecar."""
-    try:
-        want = path.with_name(path.name + ".sha256").read_text().strip()
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except (OSError, UnicodeDecodeError):
-        return False
-    try:
-        ok = _sha256_fd(fd) == want
-    except OSError:
-        ok = False
-    finally:
-        os.close(fd)
-    if not ok:
-        _cache.log.warning("execr: the preload set image %s is corrupt or truncated; it will be rebuilt", path)
-    return ok
-
-
-def _write_image(path: Path, memory: bytes) -> int:
-    """Write ``memory`` sparsely (all-zero 64 KiB pages become holes), atomically, with a checksum; disk bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
-    try:
-        view = memoryview(memory)
-        zero = bytes(_PAGE)
-        for offset in range(0, len(view), _PAGE):
-            page = view[offset : offset + _PAGE]
-            if page != zero:
-                os.pwrite(fd, page, offset)
-        os.ftruncate(fd, len(view))
-        os.fsync(fd)
-        disk = os.fstat(fd).st_blocks * 512
-    finally:
-        os.close(fd)
-    try:
-        _cache.atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(memory).hexdigest().encode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return disk
-
-
-def _write(
-    folder: Path,
-    key: str,
-    modules: tuple[str, ...],
-    boot: BootImage,
-    entry: EntryPoint,
-    slots: tuple[int, ...],
-    rng: tuple[int, ...],
-    recycle: bool,
-) -> SetInfo:
-    if len(boot.memory) % _PAGE:
-        raise RuntimeUnavailable("the captured memory is not whole wasm pages")
-    disk = _write_image(folder / "image.bin", boot.memory)
-    meta = {
-        "key": key,
-        "modules": list(modules),
-        "length": len(boot.memory),
-        "sp": boot.stack_pointer,
-        "mailbox": entry.mailbox,
-        "mailbox_table": entry.table_index,
-        "turn": entry.turn.decode(),
-        "slots": list(slots),
-        "rng": list(rng),
-        "recycle": recycle,
-        "disk": disk,
-        "built": time.time(),
-    }
-    if not _cache.write_verified(folder / "set.json", json.dumps(meta).encode()):
-        raise RuntimeUnavailable(f"cannot write the preload set into {str(folder)!r}")
-    (folder / "used").touch()
-    info = _read_info(folder)
-    if info is None:
-        raise RuntimeUnavailable(f"the preload set in {str(folder)!r} did not read back")
-    return info
-
-
-def _read_info(folder: Path) -> SetInfo | None:
-    """A stored set's description (its image is checked when it is loaded), or None."""
-    meta = _cache.read_verified(folder / "set.json")
-    if meta is None:
-        return None
-    try:
-        data = json.loads(meta)
-        modules = tuple(str(m) for m in data["modules"])
-        return SetInfo(str(data["key"]), folder, modules, _provides(modules), int(data["length"]), int(data["disk"]))
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def _used(folder: Path) -> float:
-    try:
-        return os.stat(folder / "used").st_mtime
-    except OSError:
-        return 0.0
-
-
-def _remove(folder: Path) -> None:
-    """Remove a stored set: renamed away first (a reader sees it whole or not at all), then deleted."""
-    gone = folder.with_name(f".gone-{folder.name}-{os.getpid()}")
-    try:
-        os.replace(folder, gone)
-    except OSError:
-        return
-    remove_tree(str(gone))
-    with contextlib.suppress(OSError):
-        os.unlink(folder.with_name(folder.name + ".lock"))

@@ -12,6 +12,8 @@ are exactly the pages the process holds privately (``_pagemap``). So:
   writes the saved ones back: the instance is exactly as it was at ``save()``;
 - ``State`` is also what a checkpoint stores; ``load(state)`` puts it into a fresh instance of
   the same snapshot (in this process or another);
+- ``settle()`` after a call that stands folds a large private set into a memfd mapped in place,
+  so a session with a big heap does not copy it before every call;
 - ``Image(state)`` holds a state's pages in a memfd once; ``map(image)`` maps them copy-on-write
   over a fresh instance (``mmap(MAP_PRIVATE | MAP_FIXED)``, one call per run of pages): a fork or
   a repeated restore costs microseconds whatever the heap's size, and the instance's writes stay
@@ -40,6 +42,7 @@ __all__ = ["Image", "Live", "State"]
 
 PAGE = 4096
 GAP = 16 * PAGE  # unchanged pages between two changed runs taken along (one mapping instead of two)
+FOLD_AT = 4 << 20  # private bytes past which ``settle()`` folds them into a mapped image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +211,34 @@ class Live:
     def map(self, image: Image) -> None:
         """Map ``image`` (a state of the same snapshot) over this fresh instance, copy-on-write."""
         self._grow_to(image.data_len)
+        self._map_runs(image)
+        self._write(State(image.data_len, image.stack_pointer, ()))
+
+    def settle(self) -> None:
+        """After a call that stands: once ``FOLD_AT`` bytes are private, move them into an image mapped
+        in place (same bytes, now file-backed), so ``save()`` before the next call copies only what the
+        next call writes, not the whole heap the session has built."""
+        if not _pagemap.available():
+            return
+        base, length = self._base(), self.mem.data_len(self.store)
+        spans = _pagemap.scan(base, base + length)
+        if sum(end - start for start, end in spans) < FOLD_AT:
+            return
+        memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
+        try:
+            image = Image(State(length, 0, tuple((start, memory[start:end]) for start, end in spans)))  # type: ignore[misc]
+        finally:
+            memory.release()
+        try:
+            self._map_runs(image)
+        finally:
+            image.close()  # the mappings keep the file; no descriptor is held
+
+    def trim(self) -> None:
+        """Free the buffer ``save(reuse=True)`` keeps between calls (an idle session's memory)."""
+        self._buffer = bytearray()
+
+    def _map_runs(self, image: Image) -> None:
         base, mapper = self._base(), _mmap()
         length = self.mem.data_len(self.store)
         flags, prot = mmap.MAP_PRIVATE | 0x10, mmap.PROT_READ | mmap.PROT_WRITE  # 0x10: MAP_FIXED
@@ -220,7 +251,6 @@ class Live:
                 raise OSError(err, f"cannot map a session image: {os.strerror(err)}")
             self._mapped.append((start, start + size))
         self._mapped = _union(self._mapped, [])
-        self._write(State(image.data_len, image.stack_pointer, ()))
 
     def _grow_to(self, data_len: int) -> None:
         length = self.mem.data_len(self.store)

@@ -106,7 +106,6 @@ class Repl:
     """The loop: read a complete block, run it in the session, show what it did."""
 
     def __init__(self, args: argparse.Namespace, runtime: Any, stdin: IO[str] | None, interactive: bool) -> None:
-        self._args = args
         self._rt = runtime
         self._stdin = stdin
         self._interactive = interactive
@@ -254,8 +253,15 @@ class Repl:
     def _magic(self, line: str) -> None:
         name, _, arg = line.partition(" ")
         path = os.path.expanduser(arg.strip())
+        usage = next((cmd for cmd in MAGICS if cmd.split()[0] == name), None)
+        if usage is None:
+            self._error(f"unknown command {line!r}: the commands are {', '.join(MAGICS)} (see 'execr repl --help')")
+            return
+        if bool(path) != (" " in usage):
+            self._error(f"usage: {usage}")
+            return
         try:
-            if name == "%checkpoint" and path:
+            if name == "%checkpoint":
                 session = self.session
                 data = self._call(lambda: session.checkpoint().to_bytes())
                 with open(path, "wb") as f:
@@ -263,22 +269,20 @@ class Repl:
                 self._say(
                     f"checkpoint: {len(data):,} bytes written to {path} (execution count {session.execution_count})"
                 )
-            elif name == "%restore" and path:
+            elif name == "%restore":
                 with open(path, "rb") as f:
                     data = f.read()
                 restored = self._call(lambda: Session.restore(data, on=self._rt, **self._options))
                 self.session.close()
                 self.session = restored
                 self._say(f"restored {path}: {restored.runtime} runtime, execution count {restored.execution_count}")
-            elif name == "%reset" and not path:
+            else:  # %reset
                 fresh = self._call(
                     lambda: Session(self.session.runtime, on=self._rt, files=self._files, **self._options)
                 )
                 self.session.close()
                 self.session = fresh
                 self._say("a new session")
-            else:
-                self._error(f"unknown command {line!r}: the commands are {', '.join(MAGICS)} (see 'execr repl --help')")
         except OSError as e:
             self._error(f"{name}: {path}: {e.strerror or e}")
         except ExecrError as e:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_session_routes"]
 
+_Docs = dict[int | str, dict[str, Any]]  # the documented error responses of each route
+
 
 @contextlib.contextmanager
 def _answers(state: _State) -> Iterator[None]:
@@ -81,6 +83,23 @@ def _files(files: dict[str, Any]) -> dict[str, str | bytes]:
 def add_session_routes(app: FastAPI, state: _State, config: ServerConfig) -> None:
     """The ``/v1/sessions`` routes over one ``SessionStore`` (also ``app.state.execr_sessions``, for ``/mcp``),
     closed with the app."""
+    store = _open_store(app, state, config)
+    docs: _Docs = {
+        code: {"description": desc}
+        for code, desc in (
+            (401, "missing or wrong API key"),
+            (404, "no such session for this API key (unknown, someone else's, closed or expired)"),
+            (422, "invalid request, a limit over the server's cap, or a refused checkpoint"),
+            (429, "too many sessions for this API key, or the queue is full"),
+        )
+    }
+    _add_create_routes(app, state, store, docs)
+    _add_read_routes(app, state, store, docs)
+    _add_call_routes(app, state, store, docs)
+
+
+def _open_store(app: FastAPI, state: _State, config: ServerConfig) -> SessionStore:
+    """The app's ``SessionStore``: its calls count against the queue of ``/v1/execute``; closed with the app."""
 
     @contextlib.contextmanager
     def admit() -> Iterator[None]:
@@ -103,16 +122,11 @@ def add_session_routes(app: FastAPI, state: _State, config: ServerConfig) -> Non
                 await store.close()
 
     app.router.lifespan_context = lifespan
+    return store
 
-    docs: dict[int | str, dict[str, Any]] = {
-        code: {"description": desc}
-        for code, desc in (
-            (401, "missing or wrong API key"),
-            (404, "no such session for this API key (unknown, someone else's, closed or expired)"),
-            (422, "invalid request, a limit over the server's cap, or a refused checkpoint"),
-            (429, "too many sessions for this API key, or the queue is full"),
-        )
-    }
+
+def _add_create_routes(app: FastAPI, state: _State, store: SessionStore, docs: _Docs) -> None:
+    """``POST /v1/sessions`` and ``POST /v1/sessions/restore``."""
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionInfo, responses=docs, summary="Create a session")
     async def create(body: SessionCreate, request: Request) -> JSONResponse:
@@ -141,6 +155,10 @@ def add_session_routes(app: FastAPI, state: _State, config: ServerConfig) -> Non
             )
         return _JSON(entry.info(), status_code=201)
 
+
+def _add_read_routes(app: FastAPI, state: _State, store: SessionStore, docs: _Docs) -> None:
+    """``GET /v1/sessions`` and ``GET /v1/sessions/{id}``."""
+
     @app.get("/v1/sessions", summary="This key's sessions")
     async def listing(request: Request) -> JSONResponse:
         return _JSON({"sessions": [entry.info() for entry in store.owned(_owner(request))]})
@@ -149,6 +167,10 @@ def add_session_routes(app: FastAPI, state: _State, config: ServerConfig) -> Non
     async def show(session_id: str, request: Request) -> JSONResponse:
         with _answers(state):
             return _JSON(store.get(_owner(request), session_id).info())
+
+
+def _add_call_routes(app: FastAPI, state: _State, store: SessionStore, docs: _Docs) -> None:
+    """One session's ``/run``, ``/checkpoint``, ``/fork``, and ``DELETE`` to close it."""
 
     @app.post("/v1/sessions/{session_id}/run", responses=docs, summary="Run code in a session")
     async def run(session_id: str, body: SessionRun, request: Request) -> JSONResponse:
