@@ -78,9 +78,10 @@ def test_items_choose_their_runtime(tmp_path, scientific):
     """A JSONL item's "runtime" key picks the CPython it runs on."""
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     code = "import sys; print(sys.version_info[1])"
-    _write(src, [json.dumps({"code": code, "runtime": "scientific"}), json.dumps({"code": code})])
-    assert run_batch(src, out, workers=1, progress=False) == 2
-    assert [r["stdout"] for r in _read(out)] == ["15\n", "12\n"]
+    items = [{"code": code, "runtime": "scientific"}, {"code": code}, {"code": code, "runtime": "python3.12"}]
+    _write(src, [json.dumps(item) for item in items])
+    assert run_batch(src, out, workers=1, progress=False) == 3
+    assert [r["stdout"] for r in _read(out)] == ["15\n", "13\n", "12\n"]
 
 
 def _same_file_spellings(tmp_path):

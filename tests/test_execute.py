@@ -131,15 +131,20 @@ def test_invalid_utf8_output(run):
 # -- environment, randomness, state -----------------------------------------------------------
 
 
-def test_env_is_only_what_was_passed(run):
-    """os.environ holds exactly the env passed, and no host variable (PATH, HOME)."""
+def test_env_is_only_what_was_passed(run, runtime_name):
+    """os.environ holds exactly the env passed, and no host variable (PATH, HOME); the scientific
+    runtime adds only its two documented matplotlib defaults, which a request's env overrides."""
+    extra = {"MPLBACKEND": "Agg", "MPLCONFIGDIR": "/__execr__/tmp/matplotlib"} if runtime_name == "scientific" else {}
     env = {"GREETING": "hello", "EMPTY": ""}
     r = run("import json, os; print(json.dumps(dict(os.environ)))", env=env, pythonpath=None)
-    assert json.loads(r.stdout) == env
+    assert json.loads(r.stdout) == env | extra
     r = run("import json, os; print(json.dumps(dict(os.environ)))", pythonpath=None)
     seen = json.loads(r.stdout)
     assert "PATH" not in seen and "HOME" not in seen
-    assert seen == {}
+    assert seen == extra
+    if extra:
+        r = run("import os; print(os.environ['MPLBACKEND'])", env={"MPLBACKEND": "svg"}, pythonpath=None)
+        assert r.stdout == "svg\n"
 
 
 def test_random_is_freshly_seeded(run):

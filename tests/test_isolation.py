@@ -175,13 +175,16 @@ print(open('/__execr__/main.py').read() == open(__file__).read())
     assert lines[5] == "True"
 
 
-def test_host_env_never_visible(run, monkeypatch):
-    """A variable set in the host's environment is never visible to the guest."""
+def test_host_env_never_visible(run, monkeypatch, runtime_name):
+    """A variable set in the host's environment is never visible to the guest (the scientific
+    runtime's only additions are its two matplotlib defaults)."""
     monkeypatch.setenv("EXECR_SECRET", "x")
+    monkeypatch.setenv("MPLCONFIGDIR", "/host/secret/path")
+    extra = ["MPLBACKEND", "MPLCONFIGDIR"] if runtime_name == "scientific" else []
     r = run("import os\nprint(os.environ.get('EXECR_SECRET'), 'PATH' in os.environ, len(os.environ))", pythonpath=None)
-    assert r.stdout == "None False 0\n"
-    r = run("import os\nprint(sorted(os.environ))", env={"MINE": "1"}, pythonpath=None)
-    assert r.stdout == "['MINE']\n"
+    assert r.stdout == f"None False {len(extra)}\n"
+    r = run("import os\nprint(sorted(os.environ), os.environ.get('MPLCONFIGDIR'))", env={"MINE": "1"}, pythonpath=None)
+    assert r.stdout == f"{sorted(['MINE', *extra])} {'/__execr__/tmp/matplotlib' if extra else None}\n"
 
 
 def test_no_network(run):

@@ -490,7 +490,6 @@ def test_scientific_csv(stdio: Client) -> None:
 
 
 @pytest.mark.scientific
-@pytest.mark.xfail(reason="matplotlib cannot read its data from the stdlib zip yet (issue 15)", strict=False)
 def test_scientific_plot_comes_back_as_an_image(stdio: Client) -> None:
     """The README's example, second step: a matplotlib PNG comes back as image content."""
     code = (
