@@ -286,3 +286,24 @@ def test_a_checkpoint_pickles_as_its_checked_bytes(session: Session, runtime: Ru
     cp = pickle.loads(pickle.dumps(session.checkpoint()))
     with Session.restore(cp, on=runtime) as back:
         assert back.run("v").value == "'pickled'"
+
+
+def test_a_big_heap_is_folded_and_still_rolls_back(runtime: Runtime) -> None:
+    """Past a few MiB of changed pages, a session folds them into a mapped image instead of copying
+    them before each call: rollback, later writes, checkpoints and forks still see exact state."""
+    with Session(on=runtime) as s:
+        s.run("big = bytearray(16 << 20)\nfor i in range(0, len(big), 4096): big[i] = 1")
+        s.run("big[4096] = 2")  # the save before this call folds the heap
+        assert s._slot.live._mapped, "the heap was folded into a mapped image"
+        r = s.run("big[8192] = 3\nwhile True: big[12288] = 4", timeout=0.3)
+        assert r.outcome is Outcome.TIMED_OUT
+        assert s.run("big[4096], big[8192], big[12288], big[16384], sum(big[::4096])").value == "(2, 1, 1, 1, 4097)"
+        s.run("big[8192] = 5")
+        child = s.fork()
+        try:
+            child.run("big[8192] = 6")
+            assert (s.run("big[8192]").value, child.run("big[8192]").value) == ("5", "6")
+        finally:
+            child.close()
+        with Session.restore(s.checkpoint().to_bytes(), on=runtime) as back:
+            assert back.run("big[4096], big[8192], len(big)").value == f"(2, 5, {16 << 20})"

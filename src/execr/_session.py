@@ -193,7 +193,6 @@ class Session:
                 self._count += 1
                 slot.fresh = False
                 result = _replace(result, execution_count=self._count)
-                slot.live.settle()  # a big heap is folded once, not copied before every call
             slot.workspace.rebase()
             self._last = time.monotonic()
             return result

@@ -43,16 +43,21 @@ test_richcmp test_isinstance test_augassign test_unpack test_unpack_ex test_opco
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _regrtest(name: str, verbose: bool) -> str:
+    """The guest program: regrtest on one test file, from /cpylib, with /tmp as its scratch."""
+    return (
+        "import os, sys, runpy; os.chdir('/tmp'); sys.path.append('/cpylib'); "
+        f"sys.argv[1:] = ['--tempdir', '/tmp/regr', {'-v' if verbose else '-q'!r}, {name!r}]; "
+        "runpy.run_module('test', run_name='__main__', alter_sys=True)"
+    )
+
+
 def run_one_execr(name: str, ns: argparse.Namespace, verbose: bool = False) -> tuple[str, str, float, str]:
     """One test file through execr's own host (``Runtime.execute``, snapshot path, default runtime)."""
     import execr
 
     with tempfile.TemporaryDirectory(prefix="cpytest-") as tmp:
-        code = (
-            "import os, sys, runpy; os.chdir('/tmp'); sys.path.append('/cpylib'); "
-            f"sys.argv[1:] = ['--tempdir', '/tmp/regr', {'-v' if verbose else '-q'!r}, {name!r}]; "
-            "runpy.run_module('test', run_name='__main__', alter_sys=True)"
-        )
+        code = _regrtest(name, verbose)
         t0 = time.perf_counter()
         r = _RUNTIME.execute(
             code,
@@ -113,11 +118,7 @@ def _classify(
 
 def run_one(name: str, ns: argparse.Namespace, verbose: bool = False) -> tuple[str, str, float, str]:
     with tempfile.TemporaryDirectory(prefix="cpytest-") as tmp:
-        code = (
-            "import os, sys, runpy; os.chdir('/tmp'); sys.path.append('/cpylib'); "
-            f"sys.argv[1:] = ['--tempdir', '/tmp/regr', {'-v' if verbose else '-q'!r}, {name!r}]; "
-            "runpy.run_module('test', run_name='__main__', alter_sys=True)"
-        )
+        code = _regrtest(name, verbose)
         cmd = [
             sys.executable,
             os.path.join(HERE, "run_wasm.py"),

@@ -12,8 +12,8 @@ are exactly the pages the process holds privately (``_pagemap``). So:
   writes the saved ones back: the instance is exactly as it was at ``save()``;
 - ``State`` is also what a checkpoint stores; ``load(state)`` puts it into a fresh instance of
   the same snapshot (in this process or another);
-- ``settle()`` after a call that stands folds a large private set into a memfd mapped in place,
-  so a session with a big heap does not copy it before every call;
+- ``save(reuse=True)`` folds a large private set into a memfd mapped in place instead of copying
+  it, so a session with a big heap does not copy it before every call;
 - ``Image(state)`` holds a state's pages in a memfd once; ``map(image)`` maps them copy-on-write
   over a fresh instance (``mmap(MAP_PRIVATE | MAP_FIXED)``, one call per run of pages): a fork or
   a repeated restore costs microseconds whatever the heap's size, and the instance's writes stay
@@ -42,7 +42,7 @@ __all__ = ["Image", "Live", "State"]
 
 PAGE = 4096
 GAP = 16 * PAGE  # unchanged pages between two changed runs taken along (one mapping instead of two)
-FOLD_AT = 4 << 20  # private bytes past which ``settle()`` folds them into a mapped image
+FOLD_AT = 4 << 20  # private bytes past which ``save(reuse=True)`` folds them into a mapped image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +141,16 @@ class Live:
 
     def save(self, reuse: bool = False) -> State:
         """What ``rollback`` needs to come back here: the private pages and the stack pointer (call only
-        between runs). ``reuse``: the pages are views of a buffer the next ``save(reuse=True)`` overwrites."""
-        return self._read(_private(self._base(), self.mem.data_len(self.store)), reuse)
+        between runs). ``reuse`` (a session's call): the pages are views of a buffer the next such save
+        overwrites, and once ``FOLD_AT`` bytes are private they are folded into an image mapped in
+        place instead (same bytes, now file-backed: rollback drops back to them), so a session does
+        not copy the whole heap it built before every call, only what the last call wrote."""
+        base, length = self._base(), self.mem.data_len(self.store)
+        spans = _private(base, length)
+        if reuse and _pagemap.available() and sum(end - start for start, end in spans) >= FOLD_AT:
+            self._fold(spans)
+            spans = []
+        return self._read(spans, reuse)
 
     def state(self) -> State:
         """The whole state, for a checkpoint: every page that differs from the snapshot's image."""
@@ -214,16 +222,9 @@ class Live:
         self._map_runs(image)
         self._write(State(image.data_len, image.stack_pointer, ()))
 
-    def settle(self) -> None:
-        """After a call that stands: once ``FOLD_AT`` bytes are private, move them into an image mapped
-        in place (same bytes, now file-backed), so ``save()`` before the next call copies only what the
-        next call writes, not the whole heap the session has built."""
-        if not _pagemap.available():
-            return
+    def _fold(self, spans: list[tuple[int, int]]) -> None:
+        """Move the private ``spans`` into an image mapped over them (their bytes stay as they are)."""
         base, length = self._base(), self.mem.data_len(self.store)
-        spans = _pagemap.scan(base, base + length)
-        if sum(end - start for start, end in spans) < FOLD_AT:
-            return
         memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
         try:
             image = Image(State(length, 0, tuple((start, memory[start:end]) for start, end in spans)))  # type: ignore[misc]
