@@ -49,13 +49,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .._exceptions import RuntimeUnavailable
-from .._guestfs import Caps, GuestFiles, Tree
-from .._limits import Limits
 from .._mounts import SLOTS
-from .._output import Capture
 from .._process import Phase, at_exit
-from .._sandbox import BootImage, Compiled, Host, Launch
-from .._workspace import Workspace
+from .._sandbox import BootImage, Compiled, Host
 from . import _cache, _datafiles, _snapshot
 from ._binary import Binary
 from ._flavors import Flavor
@@ -332,38 +328,17 @@ def _boot(
 ) -> BootImage:
     """Boot ``plain`` with the snapshot layout: ``modules`` imported and warmed, then the bootstrap
     (or just ``turn``); refuse an image with a guest file left open."""
-    ws = Workspace(root=None, mounts=(), packages=None, files={})
     own = scratch is None
-    scratch = scratch or _datafiles.Scratch(binary)
-    stdout, stderr = Capture(None), Capture(1 << 20)
-    try:
-        trees = ws.trees({}) + [Tree(p.guest, p.host, p.writable) for p in flavor.preopens(binary)] + scratch.trees()
-        with GuestFiles(trees, stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
-            launch = Launch(
-                files=files,
-                stdout=stdout,
-                stderr=stderr,
-                limits=Limits(timeout=None, memory_limit=None, fuel=None),
-                argv=("python",),
-                start=("_initialize",),
-                env=_datafiles.env_defaults(binary),
-                cancel=cancel,
+    with _snapshot.boot_launch(flavor, binary, scratch, cancel) as (launch, files, scratch):
+        turns = (turn,) if turn is not None else (_warm_source(modules).encode(), flavor.bootstrap(modules).encode())
+        image = host.boot(plain, launch, turns=turns)
+        if turn is None and files.open_count:
+            raise RuntimeUnavailable(
+                f"importing {', '.join(modules)} leaves {files.open_count} file(s) open: it cannot be preloaded"
             )
-            turns = (
-                (turn,) if turn is not None else (_warm_source(modules).encode(), flavor.bootstrap(modules).encode())
-            )
-            image = host.boot(plain, launch, turns=turns)
-            if turn is None and files.open_count:
-                raise RuntimeUnavailable(
-                    f"importing {', '.join(modules)} leaves {files.open_count} file(s) open: it cannot be preloaded"
-                )
-            if own and "matplotlib" in provides(modules):
-                _datafiles.store_font_cache(binary, Path(scratch.path))
-            return image
-    finally:
-        ws.close()
-        if own:
-            scratch.close()
+        if own and "matplotlib" in provides(modules):
+            _datafiles.store_font_cache(binary, Path(scratch.path))
+        return image
 
 
 _recyclable_by_sha: dict[str, bool] = {}

@@ -18,11 +18,13 @@ memory, that global and WASI hold all of an instance's state. Checked once per b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import struct
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .._exceptions import RuntimeUnavailable
@@ -214,9 +216,18 @@ def _reactor_entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     return entry, _rng_states(image, bool(numpy_loaded))
 
 
-def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
+@contextlib.contextmanager
+def boot_launch(
+    flavor: Flavor,
+    binary: Binary,
+    scratch: _datafiles.Scratch | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[tuple[Launch, GuestFiles, _datafiles.Scratch]]:
+    """A boot's ``Launch``: execr's fixed layout, the flavor's preopens and a scratch directory (made
+    here unless given), no limits; a command runs the bootstrap, a reactor calls ``_initialize``."""
     ws = Workspace(root=None, mounts=(), packages=None, files={})
-    scratch = _datafiles.Scratch(binary)  # the scientific runtime's per-run directory (MPLCONFIGDIR)
+    own = scratch is None
+    scratch = scratch or _datafiles.Scratch(binary)  # the scientific runtime's per-run directory (MPLCONFIGDIR)
     stdout, stderr = Capture(None), Capture(1 << 20)
     try:
         trees = ws.trees({}) + [Tree(p.guest, p.host, p.writable) for p in flavor.preopens(binary)] + scratch.trees()
@@ -227,15 +238,23 @@ def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: 
                 stderr=stderr,
                 limits=Limits(timeout=None, memory_limit=None, fuel=None),
                 argv=("python", "-c", _guest.BOOTSTRAP),
+                cancel=cancel,
             )
             if flavor.reactor:
                 launch.argv, launch.start = ("python",), ("_initialize",)
                 launch.env = _datafiles.env_defaults(binary)
-                return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
-            return host.boot(plain, launch)
+            yield launch, files, scratch
     finally:
         ws.close()
-        scratch.close()
+        if own:
+            scratch.close()
+
+
+def _boot(host: Host, plain: Compiled, flavor: Flavor, binary: Binary, preload: tuple[str, ...]) -> BootImage:
+    with boot_launch(flavor, binary) as (launch, _files, _scratch):
+        if flavor.reactor:
+            return host.boot(plain, launch, turns=(flavor.bootstrap(preload).encode(),))
+        return host.boot(plain, launch)
 
 
 def _from_cache(host: Host, binary: Binary, where: Artifacts) -> Snapshot | None:
