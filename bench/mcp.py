@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
 os.environ.setdefault("EXECR_QUIET", "1")
+
+from _stats import log, summarize  # (before this folder leaves the import path, below)
 
 import execr
 
@@ -42,29 +42,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 CODE = "print(1)"
 TITLE = 'run_python("print(1)")'
 PROTOCOL = "2025-06-18"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(sorted_xs: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_xs:
-        return float("nan")
-    k = max(0, min(len(sorted_xs) - 1, math.ceil(p / 100 * len(sorted_xs)) - 1))
-    return sorted_xs[k]
-
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    xs = sorted(samples)
-    return {
-        "n": len(xs),
-        "p50_ms": pct(xs, 50) * 1e3,
-        "p99_ms": pct(xs, 99) * 1e3,
-        "mean_ms": statistics.fmean(xs) * 1e3,
-        "max_ms": xs[-1] * 1e3,
-    }
 
 
 def rss_kib(pid: int) -> int | None:

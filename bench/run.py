@@ -19,12 +19,10 @@ import gc
 import hashlib
 import json
 import marshal
-import math
 import multiprocessing as mp
 import os
 import platform
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from typing import Any
 os.environ.setdefault("EXECR_QUIET", "1")
 
 import wasmtime as wt
+from _stats import log, summarize
 
 import execr
 from execr import _sandbox
@@ -99,10 +98,6 @@ print("done")
 # --- helpers ------------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
 def rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; else peak RSS)."""
     try:
@@ -116,27 +111,6 @@ def rss_bytes() -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
-
-
-def pct(sorted_xs: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_xs:
-        return float("nan")
-    k = max(0, min(len(sorted_xs) - 1, math.ceil(p / 100 * len(sorted_xs)) - 1))
-    return sorted_xs[k]
-
-
-def summarize(samples: list[float], wall: float) -> dict[str, Any]:
-    xs = sorted(samples)
-    return {
-        "n": len(xs),
-        "p50_ms": pct(xs, 50) * 1e3,
-        "p99_ms": pct(xs, 99) * 1e3,
-        "mean_ms": statistics.fmean(xs) * 1e3,
-        "min_ms": xs[0] * 1e3,
-        "max_ms": xs[-1] * 1e3,
-        "runs_per_s": len(xs) / wall,
-    }
 
 
 def check(result: execr.Result, what: str) -> None:

@@ -20,17 +20,17 @@ import contextlib
 import ctypes
 import gc
 import json
-import math
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("EXECR_QUIET", "1")
+
+from _stats import log, summarize
 
 import execr
 from execr import Session
@@ -41,28 +41,6 @@ TOUCH_TEN = "n = (n + 1) % 256; buf[::4096] = bytes([n]) * len(range(0, len(buf)
 RAISE = "y = 1\nraise ValueError('no')"
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(sorted_xs: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_xs:
-        return float("nan")
-    k = max(0, min(len(sorted_xs) - 1, math.ceil(p / 100 * len(sorted_xs)) - 1))
-    return sorted_xs[k]
-
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    xs = sorted(samples)
-    return {
-        "n": len(xs),
-        "p50_ms": pct(xs, 50) * 1e3,
-        "p99_ms": pct(xs, 99) * 1e3,
-        "mean_ms": statistics.fmean(xs) * 1e3,
-    }
 
 
 def timed(
