@@ -10,14 +10,14 @@ are exactly the pages the process holds privately (``_pagemap``). So:
   6.7, it copies all of memory);
 - ``rollback(saved)`` drops every private page (back to the image, or zeros past it) and
   writes the saved ones back: the instance is exactly as it was at ``save()``;
-- ``State`` is also what a checkpoint stores; ``load(state)`` puts it into a fresh instance of
-  the same snapshot (in this process or another);
+- ``image()`` writes every page that differs from the snapshot (private or mapped) into an
+  ``Image``: what a checkpoint stores and its forks map;
 - ``save(reuse=True)`` folds a large private set into a memfd mapped in place instead of copying
   it, so a session with a big heap does not copy it before every call;
 - ``Image(state)`` holds a state's pages in a memfd once; ``map(image)`` maps them copy-on-write
   over a fresh instance (``mmap(MAP_PRIVATE | MAP_FIXED)``, one call per run of pages): a fork or
   a repeated restore costs microseconds whatever the heap's size, and the instance's writes stay
-  private (rollback drops them back to the image). ``state()`` then reads the mapped runs too.
+  private (rollback drops them back to the image).
 
 Memory that grew during a rolled-back run stays allocated (wasm cannot shrink it) but is zero
 and unused: the guest's allocator state is rolled back with the rest.
@@ -152,10 +152,6 @@ class Live:
             spans = []
         return self._read(spans, reuse)
 
-    def state(self) -> State:
-        """The whole state, for a checkpoint: every page that differs from the snapshot's image."""
-        return self._read(self._spans(), False)
-
     def image(self) -> Image:
         """The whole state written straight into an ``Image`` (one copy; for a checkpoint and its forks)."""
         length = self.mem.data_len(self.store)
@@ -209,11 +205,6 @@ class Live:
                 _pagemap.drop(base + start, end - start)
         elif length > state.data_len:  # the saved state holds all of memory up to data_len; zero the rest
             self.mem.write(self.store, bytes(length - state.data_len), state.data_len)
-        self._write(state)
-
-    def load(self, state: State) -> None:
-        """Put ``state`` (saved from an instance of the same snapshot) into this fresh instance."""
-        self._grow_to(state.data_len)
         self._write(state)
 
     def map(self, image: Image) -> None:
