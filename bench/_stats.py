@@ -35,3 +35,24 @@ def summarize(samples: list[float], wall: float | None = None) -> dict[str, Any]
     if wall is not None:
         out["runs_per_s"] = len(xs) / wall
     return out
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of process ``pid`` in KiB (Linux /proc; None if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def target_lines(targets: dict[str, bool | None], width: int) -> list[str]:
+    """The report's targets section: one PASS / FAIL / skipped line per target."""
+    out = ["targets"]
+    for name, good in targets.items():
+        mark = "skipped" if good is None else ("PASS" if good else "FAIL")
+        out.append(f"  {name:<{width}}{mark:>10}")
+    return out

@@ -29,6 +29,7 @@ import urllib.parse
 from typing import Any
 
 import httpx
+from _stats import rss_kib
 
 
 def _free_port() -> int:
@@ -45,18 +46,7 @@ def _cli_has_serve() -> bool:
     return out.returncode == 0 and "serve" in out.stdout
 
 
-def _rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _children_rss_kib(pid: int) -> int:
+def _childrenrss_kib(pid: int) -> int:
     total = 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -67,7 +57,7 @@ def _children_rss_kib(pid: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
         if ppid == pid:
-            total += _rss_kib(int(name)) or 0
+            total += rss_kib(int(name)) or 0
     return total
 
 
@@ -169,8 +159,8 @@ def run(url: str, total: int, clients: int, api_key: str | None, code: str, pid:
 
     def note_rss(label: str) -> None:
         if pid is not None:
-            rss[label] = _rss_kib(pid)
-            worker_rss[label] = _children_rss_kib(pid)
+            rss[label] = rss_kib(pid)
+            worker_rss[label] = _childrenrss_kib(pid)
 
     def take() -> bool:
         nonlocal issued

@@ -30,7 +30,7 @@ from typing import Any
 
 os.environ.setdefault("EXECR_QUIET", "1")
 
-from _stats import log, summarize  # (before this folder leaves the import path, below)
+from _stats import log, rss_kib, summarize  # (before this folder leaves the import path, below)
 
 import execr
 
@@ -42,17 +42,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 CODE = "print(1)"
 TITLE = 'run_python("print(1)")'
 PROTOCOL = "2025-06-18"
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 # --- a minimal stdio JSON-RPC client ------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("EXECR_QUIET", "1")
 
 import wasmtime as wt
-from _stats import log, summarize
+from _stats import log, summarize, target_lines
 
 import execr
 from execr import _sandbox
@@ -497,10 +497,7 @@ def render(res: dict[str, Any]) -> str:
             extra = cd["snapshot_build"]["seconds"] - cd["plain_compile"]["seconds"]
             lines.append(f"{'  => snapshot build beyond plain (s)':<40}{extra:>12.1f}")
     lines.append("-" * w)
-    lines.append("targets")
-    for name, ok in res["targets"].items():
-        mark = "skipped" if ok is None else ("PASS" if ok else "FAIL")
-        lines.append(f"  {name:<50}{mark:>10}")
+    lines += target_lines(res["targets"], 50)
     lines.append(f"total benchmark time: {res['elapsed_s']:.0f} s")
     lines.append("=" * w)
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from typing import Any
 
 os.environ.setdefault("EXECR_QUIET", "1")
 
-from _stats import log, summarize
+from _stats import log, summarize, target_lines
 
 import execr
 from execr import Session
@@ -327,10 +327,7 @@ def render(res: dict[str, Any]) -> str:
         + f", descriptors {i['fds_after_close']}"
     )
     lines.append("-" * w)
-    lines.append("targets")
-    for name, good in res["targets"].items():
-        mark = "skipped" if good is None else ("PASS" if good else "FAIL")
-        lines.append(f"  {name:<60}{mark:>10}")
+    lines += target_lines(res["targets"], 60)
     lines.append(f"total benchmark time: {res['elapsed_s']:.0f} s")
     lines.append("=" * w)
     return "\n".join(lines)
