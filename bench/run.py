@@ -244,7 +244,7 @@ def _memory_child(n_live: int, n_seq: int, out: Any) -> None:
             mem = exports["memory"]
             _run._local.run = _run._Run(deadline=None, cancel=None, files=files, memory=mem)
             try:
-                status.append(_entry.enter(store, exports, mem, entry))
+                status.append(_entry.enter(store, exports, mem, entry, {}))
             except wt.ExitTrap as e:
                 status.append(e.code)
         gc.collect()

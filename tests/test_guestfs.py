@@ -282,3 +282,24 @@ def test_listing_is_sorted_and_virtual(run, tmp_path):
     )
     r = run(code)
     assert r.stdout.startswith("['a', 'b', 'c'] ['main.py'"), r.stdout  # (+ request.bin: scientific plain path)
+
+
+def test_seek_offsets_are_signed_64_bit(run):
+    """fd_seek's i64 offset reaches the host signed: negative offsets relative to the end or the
+    current position work, a negative absolute one is EINVAL, a large one is an ordinary offset."""
+    code = (
+        "import os\n"
+        "fd = os.open('f', os.O_RDWR | os.O_CREAT)\n"
+        "os.write(fd, b'0123456789')\n"
+        "print(os.lseek(fd, -3, os.SEEK_END), os.read(fd, 10))\n"
+        "print(os.lseek(fd, -4, os.SEEK_CUR), os.read(fd, 1))\n"
+        "for off in (-1, -2**63):\n"
+        "    try:\n"
+        "        os.lseek(fd, off, os.SEEK_SET)\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
+        "print(os.lseek(fd, 2**40, os.SEEK_SET))\n"
+    )
+    r = run(code)
+    assert r.outcome is Outcome.COMPLETED, (r.outcome, r.stderr)
+    assert r.stdout == "7 b'789'\n6 b'6'\nrefused 28\nrefused 28\n1099511627776\n"

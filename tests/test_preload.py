@@ -115,6 +115,18 @@ def test_stored_sets_are_evicted_least_recently_used_past_the_budget(
     assert [p.name for p in tmp_path.iterdir()] == [sets._dir(("numpy", "pandas", "scipy")).name]
 
 
+def test_a_sets_key_covers_its_warm_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed warm-up is a new set (a stored one built with the old warm-up is never used)."""
+    sets = _fake_sets(tmp_path)
+    modules = _preload.expand(["sympy"], sets.base)
+    before = sets.key(modules)
+    assert "sympy.solve" in _preload.warm_source(modules)
+    group = _preload.GROUPS["sympy"]
+    monkeypatch.setitem(_preload.GROUPS, "sympy", _preload.Group(group.modules, group.cost, "import sympy\n"))
+    assert sets.key(modules) != before
+    assert sets.key(_preload.expand(["networkx"], sets.base)) == sets.key(_preload.expand(["networkx"], sets.base))
+
+
 def test_a_set_is_picked_by_what_it_covers(tmp_path: Path) -> None:
     """The set covering the most import cost wins; ties go to the smaller image; nothing relevant: the floor."""
     sets = _fake_sets(tmp_path)

@@ -63,6 +63,34 @@ def test_matplotlib_plots_come_back_as_files(scientific: execr.Runtime) -> None:
     assert files["/p.png"].startswith(b"\x89PNG\r\n\x1a\n") and b"<svg" in files["/p.svg"]
 
 
+def test_the_matplotlib_set_draws_with_its_fonts_in_memory(
+    scientific: execr.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The matplotlib set drew once at build time with its fonts read into memory: a run's plot opens
+    no font file, the fonts keep their paths (PDF embeds them), ``io.open`` is the real one again,
+    and the PNG is byte for byte what a run without the set draws."""
+    scientific._sets_of("scientific").ensure(["matplotlib"])
+    code = (
+        "import io, sys\nimport matplotlib.pyplot as plt\nfrom matplotlib import font_manager as fm\n"
+        "print('matplotlib.backends.backend_agg' in sys.modules, io.open is open)\n"
+        "opened, real = [], io.open\n"
+        "io.open = lambda f, *a, **k: opened.append(str(f)) or real(f, *a, **k)\n"
+        "fig, ax = plt.subplots()\nax.plot([1, 2, 3], [1, 4, 9], label='y')\nax.set_title(r'$\\alpha^2$ t')\n"
+        "ax.legend()\nfig.savefig('/p.png')\nio.open = real\nfig.savefig('/p.pdf')\n"
+        "print([f for f in opened if 'fonts' in f], fm.get_font(fm.findfont(fm.FontProperties())).fname)"
+    )
+    on_set = _run(scientific, code)
+    want = f"[] {MPL}/fonts/ttf/DejaVuSans.ttf\n"
+    assert (on_set.outcome, on_set.stdout) == ("completed", f"True True\n{want}"), on_set.stderr[-3000:]
+    monkeypatch.setenv("EXECR_PRELOAD_SETS", "0")  # the runtime's own snapshot: matplotlib imported by the run
+    plain = _run(scientific, code)
+    assert plain.stdout.endswith(f"{MPL}/fonts/ttf/DejaVuSans.ttf\n") and plain.stdout.startswith("False True\n")
+    assert "DejaVuSans.ttf" in plain.stdout  # without the set, FT2Font reads the font file
+    files, plain_files = ({f.path: f.content for f in r.files} for r in (on_set, plain))
+    assert files["/p.png"].startswith(b"\x89PNG\r\n\x1a\n") and files["/p.pdf"].startswith(b"%PDF")
+    assert files["/p.png"] == plain_files["/p.png"]
+
+
 def test_matplotlib_uses_the_stored_font_cache(scientific: execr.Runtime) -> None:
     """Runs find matplotlib's font list already in MPLCONFIGDIR and do not rebuild it."""
     binary = scientific.files("scientific")

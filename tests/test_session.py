@@ -289,7 +289,7 @@ def test_a_checkpoint_pickles_as_its_checked_bytes(session: Session, runtime: Ru
 
 
 def test_a_big_heap_is_folded_and_still_rolls_back(runtime: Runtime) -> None:
-    """Past a few MiB of changed pages, a session folds them into a mapped image instead of copying
+    """Past a MiB of changed pages, a session folds them into its own file instead of copying
     them before each call: rollback, later writes, checkpoints and forks still see exact state."""
     with Session(on=runtime) as s:
         s.run("big = bytearray(16 << 20)\nfor i in range(0, len(big), 4096): big[i] = 1")
@@ -307,3 +307,50 @@ def test_a_big_heap_is_folded_and_still_rolls_back(runtime: Runtime) -> None:
             child.close()
         with Session.restore(s.checkpoint().to_bytes(), on=runtime) as back:
             assert back.run("big[4096], big[8192], len(big)").value == f"(2, 5, {16 << 20})"
+
+
+def test_busy_sessions_hold_few_descriptors_and_stay_exact(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each session folds its heap into a file of its own; however many are busy, the process keeps
+    at most OPEN_FOLDS of those descriptors open (and an idle one none), and a session whose file
+    was closed moves its pages to a new one: every session still sees exactly its own state, and
+    a failed call still rolls back."""
+    import os
+
+    from execr._sandbox import _live
+
+    monkeypatch.setattr(_live, "OPEN_FOLDS", 3)  # the cap, small enough to pass with a few sessions
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    fill = "big = bytearray(5 << 20)\nfor i in range(0, len(big), 4096): big[i] = {n}"
+    before = fds()
+    sessions = [Session(on=runtime) for _ in range(6)]
+    try:
+        for n, s in enumerate(sessions):
+            s.run(fill.format(n=n))
+            s.run("big[1] = 1")  # the save before this call folds the heap
+            assert s._slot.live._folded, "the heap was folded into the session's file"
+        assert fds() - before <= 3 + 2
+        for n, s in enumerate(sessions):  # the first ones' files were closed: they fold into new ones
+            s.run(f"big[4096] = {n + 1}\nfor i in range(0, len(big), 4096): big[i + 2] = 251")
+            r = s.run("big[8192] = 250\nwhile True: pass", timeout=0.2)  # its save folds again
+            assert r.outcome is Outcome.TIMED_OUT
+            want = f"({n}, {n + 1}, {n}, 1, {5 << 8})"
+            assert s.run("big[0], big[4096], big[8192], big[1], big.count(251)").value == want
+        assert fds() - before <= 3 + 2
+        sessions[0]._slot.live.trim()  # what the idle reaper does: its descriptor goes
+        assert sessions[0].run("big[0], big[4096]").value == "(0, 1)"
+    finally:
+        for s in sessions:
+            s.close()
+    assert fds() - before <= 2
+
+
+def test_each_call_sees_the_session_environment_only(runtime: Runtime) -> None:
+    """A call's changes to os.environ do not leak into the next call: each starts from the session's env."""
+    with Session(on=runtime, env={"A": "1"}) as s:
+        assert s.run("import os\nos.environ['B'] = '2'\ndict(os.environ)").value == "{'A': '1', 'B': '2'}"
+        assert s.run("dict(os.environ)").value == "{'A': '1'}"
+        assert s.run("del os.environ['A']\ndict(os.environ)").value == "{}"
+        assert s.run("os.environ.get('A'), os.getenv('A')").value == "('1', '1')"

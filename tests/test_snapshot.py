@@ -140,3 +140,32 @@ def test_the_same_program_prints_the_same_on_both_paths(
     plain = runtime.execute(code, snapshot=False, **kw)
     assert (snap.stdout, snap.exit_code, snap.outcome) == (plain.stdout, plain.exit_code, plain.outcome)
     assert "def f():" in snap.stdout and "['/__execr__/main.py', 'a', 'b']" in snap.stdout
+
+
+def test_objects_alive_at_the_snapshot_are_immortal_and_behave_normally(runtime: execr.Runtime) -> None:
+    """The snapshot's objects are made immortal (runs stop writing reference counts into pages they
+    would otherwise copy); everything a program can do with them still works, in runs and sessions:
+    dropping modules, unfreezing and collecting, mutating boot-time containers and strings."""
+    probe = textwrap.dedent(
+        """
+        import gc, json, sys
+        print(sys.getrefcount(json) == 2**30 - 1, sys.getrefcount(object()) < 10)
+        del sys.modules["json"]
+        import json as again
+        print(again is not json, again.dumps({"a": [1, 2]}))
+        gc.unfreeze()
+        print(gc.collect() >= 0, len(gc.get_objects()) > 1000)
+        sys.path.append("/nowhere"); sys.path.remove("/nowhere")
+        s = sys.version; s += "!"; print(s.endswith("!"), sys.version.endswith("!"))
+        import os; os.sep2 = "x"; del os.sep2
+        """
+    )
+    want = 'True True\nTrue {"a": [1, 2]}\nTrue True\nTrue False\n'
+    for _ in range(2):  # a recycled instance as well as a new one
+        r = runtime.execute(probe)
+        assert (r.outcome, r.stdout) == (execr.Outcome.COMPLETED, want), r.stderr
+    with execr.Session(on=runtime) as s:
+        r = s.run(probe)
+        assert (r.outcome, r.stdout) == (execr.Outcome.COMPLETED, want), r.stderr
+        assert s.run("x = [json.dumps(list(range(i))) for i in range(300)]\ngc.collect()\nlen(x)").value == "300"
+        assert s.run("import json\njson.loads(x[-1])[-1], sys.getrefcount(json) < 100").value == "(298, True)"

@@ -450,7 +450,11 @@ ABI = """(module
 
 def _abi(tools: ToolBox | None, ptr: int = 0, length: int = 13, outp: int = 100, alloc: int = 1024) -> int:
     wat = ABI.replace("ALLOC", str(alloc)).replace("PTR", str(ptr)).replace("LEN", str(length))
-    wat = wat.replace("OUTP", str(outp))
+    return _exit_status(wat.replace("OUTP", str(outp)), tools)
+
+
+def _exit_status(wat: str, tools: ToolBox | None = None) -> int:
+    """Run a WAT module's ``_start`` in a real run (the sandbox's host functions) and return its exit status."""
     host = _sandbox.host()
     compiled = host.compile(_wasm.instrument(wt.wat2wasm(wat)))
     stdout, stderr = Capture(None), Capture(None)
@@ -476,6 +480,36 @@ def test_abi_pointers_are_bounds_checked() -> None:
     assert _abi(box, alloc=0) == -2
     assert _abi(box, alloc=65530) == -2
     assert _abi(box) == 0
+
+
+CLOCK = """(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1) (global (mut i32) (i32.const 9)) (table 1 funcref)
+  (func (export "_start") (local $errno i32)
+    (local.set $errno (call $clock (i32.const CLOCK) (i64.const 1) (i32.const OUT)))
+    (if (local.get $errno)
+      (then (call $exit (local.get $errno)))
+      (else (call $exit (i32.add (i32.const 100) (i64.ne (i64.load (i32.const OUT)) (i64.const 0))))))))
+"""
+
+
+def test_clock_time_get_checks_its_arguments() -> None:
+    """``clock_time_get`` (a raw callback, like ``host.call``) writes the time, or returns an errno
+    for a bad clock or an address outside memory (no trap, the host stays up)."""
+    status = {
+        (clock, out): _exit_status(CLOCK.replace("CLOCK", str(clock)).replace("OUT", str(out)))
+        for clock, out in ((0, 8), (1, 65528), (2, 16), (3, 16), (4, 8), (1, 65529), (1, -8))
+    }
+    assert status == {
+        (0, 8): 101,  # written, not zero
+        (1, 65528): 101,
+        (2, 16): 101,
+        (3, 16): 101,
+        (4, 8): 28,  # EINVAL
+        (1, 65529): 21,  # EFAULT
+        (1, -8): 21,
+    }
 
 
 # -- tools= validation and schemas (no guest) --
@@ -590,3 +624,94 @@ def test_a_stop_ends_the_wait_for_a_tool() -> None:
     release.set()
     assert time.monotonic() - started < 1
     assert run.calls[0].ok is False
+
+
+def test_quick_binding_matches_inspect() -> None:
+    """``Signature.bind``'s quick path gives what ``inspect.Signature.bind`` gives: the same arguments
+    by name, the same call, the same errors (it leaves every call it does not fit to ``inspect``)."""
+    from execr._tools._schema import Mismatch, Signature
+
+    def f(a: int, b: float = 1.0, *, c: str = "x", d: list[int] | None = None) -> None: ...
+
+    def g(a: int, b: int) -> None: ...
+
+    def h(x: int, /, y: int = 2, **rest: int) -> None: ...
+
+    calls: list[tuple[list[Any], dict[str, Any]]] = [
+        ([], {}), ([1], {}), ([1, 2], {}), ([1, 2, 3], {}), ([], {"a": 1}), ([1], {"a": 1}),
+        ([1], {"c": "y"}), ([], {"a": 1, "c": "y", "b": 3}), ([1], {"d": [1, 2]}), ([1], {"z": 1}),
+        (["1"], {}), ([1, "2"], {}), ([1], {"c": 5}), ([True], {}), ([], {"b": 2, "a": 1}), ([1], {"b": 2}),
+        ([], {"a": 1, "b": 2}), ([1], {"d": [1, "x"]}), ([2], {"rest": 1}), ([1, 2], {"q": 3}),
+    ]  # fmt: skip
+    for name, fn in (("f", f), ("g", g), ("h", h)):
+        quick, slow = Signature(name, fn), Signature(name, fn)
+        slow._quick = None
+        for args, kwargs in calls:
+            outcomes = []
+            for sig in (quick, slow):
+                try:
+                    outcomes.append(sig.bind(list(args), dict(kwargs)))
+                except Mismatch as e:
+                    outcomes.append((str(e), e.named))
+            assert outcomes[0] == outcomes[1], (name, args, kwargs)
+            assert [list(x) if isinstance(x, dict) else x for x in outcomes[0]] == [
+                list(x) if isinstance(x, dict) else x for x in outcomes[1]
+            ]  # the same order too
+
+
+def test_arguments_and_results_the_quick_checks_let_through_are_still_checked() -> None:
+    """The request's quick check and the result's hand on to the full ``check`` whatever it refuses:
+    an overflowed float, too deep a nesting, a lone surrogate; results that are not plain."""
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    results = {"enum": Small.ONE, "surrogate": "a\ud800", "huge": 10**5000, "text": "\u00e9t\u00e9", "ascii": "ok"}
+
+    def fail() -> None:
+        raise ValueError("a\ud800")  # a message that is not valid Unicode still makes an answer
+
+    run = ToolBox({"echo": lambda x=None: x, "give": lambda kind: results[kind], "fail": fail}, max_calls=None).begin()
+
+    def answer(frame: bytes) -> Any:
+        got = run.answer(len(frame), lambda: frame, None, lambda: False)
+        assert got is not None
+        return json.loads(got)
+
+    deep = "[" * 62 + "]" * 62
+    too_deep = "[" * 63 + "]" * 63
+    assert answer(b'{"tool":"echo","args":[1e308]}') == {"ok": 1e308}
+    assert answer(b'{"tool":"echo","args":[1e999]}')["kind"] == "invalid_arguments"
+    assert answer(b'{"tool":"echo","kwargs":{"x":{"y":[-1e999]}}}')["kind"] == "invalid_arguments"
+    assert answer(b'{"tool":"echo","args":[' + deep.encode() + b"]}")["ok"] is not None
+    assert "deeper" in answer(b'{"tool":"echo","args":[' + too_deep.encode() + b"]}")["error"]
+    assert answer(b'{"tool":"echo","args":["\\ud800"]}')["kind"] == "invalid_arguments"
+    assert answer(b'{"tool":"echo","args":["\\u00e9"]}') == {"ok": "\u00e9"}
+    assert answer(b'{"tool":"give","args":["enum"]}') == {"ok": 1}
+    assert answer(b'{"tool":"give","args":["surrogate"]}')["kind"] == "bad_result"
+    assert answer(b'{"tool":"give","args":["huge"]}')["kind"] == "bad_result"
+    assert answer(b'{"tool":"give","args":["text"]}') == {"ok": "\u00e9t\u00e9"}
+    assert answer(b'{"tool":"give","args":["ascii"]}') == {"ok": "ok"}
+    assert answer(b'{"tool":"fail"}') == {"error": "fail raised ValueError: a\ud800", "kind": "tool_error"}
+
+
+def test_guest_encoding_errors_leave_the_encoder_usable(runtime: Runtime) -> None:
+    """The guest module's reused JSON encoder: a cycle, NaN or an object is invalid_arguments, and the
+    next call works (a failed encoding leaves nothing behind)."""
+    code = (
+        "import json\nfrom execr_tools import echo, ToolError\nout = []\nloop = []\nloop.append(loop)\n"
+        "for a in (loop, float('nan'), object(), {'k': [1, 2.5, None, True, 'é\\u2028\\U0001f600']}, loop, 7):\n"
+        "    try:\n        out.append(echo(a))\n"
+        "    except ToolError as e:\n        out.append(e.kind)\n"
+        "print(json.dumps(out))\n"
+    )
+    r = runtime.execute(code, tools={"echo": lambda x: x})
+    assert _guest_json(r) == [
+        "invalid_arguments",
+        "invalid_arguments",
+        "invalid_arguments",
+        {"k": [1, 2.5, None, True, "é\u2028\U0001f600"]},
+        "invalid_arguments",
+        7,
+    ]
+    assert len(r.tool_calls) == 2  # refused in the guest: never sent

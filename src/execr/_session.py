@@ -177,7 +177,7 @@ class Session:
             self._check()
             self._calls += 1
             slot = self._slot
-            saved = slot.live.save(reuse=True)
+            saved = slot.live.save()
             self._cp = None
             result = self._rt.run(request, value=True, session=slot, tools=self._tools)
             undo = result.outcome not in _KEPT or (atomic and not result.ok)
@@ -333,13 +333,24 @@ class _Reaper:
             now = time.monotonic()
             for session in idle:  # an idle session gives back the buffer its calls reuse
                 if not session.closed and now - session._last > 2 * self.TICK:
-                    session._slot.live.trim()
+                    self._trim(session)
             for session in sessions:
                 if session.closed:
                     with self._lock:
                         self._sessions.discard(session)
                 else:
                     self._close_if_idle(session)
+
+    @staticmethod
+    def _trim(session: Session) -> None:
+        """Give back what an idle session need not hold (``Live.trim``), unless a call is running."""
+        if not session._lock.acquire(blocking=False):
+            return
+        try:
+            if session._closed is None:
+                session._slot.live.trim()
+        finally:
+            session._lock.release()
 
     @staticmethod
     def _close_if_idle(session: Session) -> None:

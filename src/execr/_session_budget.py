@@ -7,12 +7,13 @@ limit keywords (``PER_CALL``) and makes its request from the session's base requ
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import InvalidArgument
 from ._limits import _number
-from ._request import Request, make_request
+from ._request import Request, _bytes, _inputs, _text
 
 __all__ = ["PER_CALL", "budgets", "call_request", "expiry", "tightened"]
 
@@ -69,13 +70,13 @@ def call_request(
         raise InvalidArgument("a per-call fuel limit needs a metered session: create it with fuel=N")
     if not isinstance(atomic, bool):
         raise InvalidArgument(f"atomic must be a bool; got {type(atomic).__name__}")
-    return make_request(
-        code,
-        stdin,
-        runtime=base.runtime,
-        env=dict(base.env),
-        mounts=base.mounts,
-        pythonpath=base.pythonpath,
-        limits=base.limits.replace(**limit_kwargs),
-        inputs=inputs,
+    if isinstance(code, (bytes, bytearray)):
+        raise InvalidArgument("code must be text (str); decode bytes first, e.g. code.decode('utf-8')")
+    # the session's own fields (runtime, env, mounts, pythonpath) were validated when it was made
+    return dataclasses.replace(
+        base,
+        code=_text("code", code),
+        stdin=_bytes("stdin", stdin),
+        limits=base.limits.replace(**limit_kwargs) if limit_kwargs else base.limits,
+        inputs=_inputs(inputs),
     )

@@ -111,6 +111,7 @@ class Workspace:
             for path, content in files.items():
                 self._put(path, content)
             self.before: FileState = {}
+            self._after: tuple[FileState, int, int] | None = None  # ``changed()``'s walk, for ``rebase()``
             entries = size = 0
             for guest, host in self.writable:
                 if host == self._own and not files:
@@ -164,6 +165,9 @@ class Workspace:
         violation of the file caps, never as nothing written.
         """
         out: list[OutputFile] = []
+        self._after = None
+        after: FileState = {}
+        entries = size = 0
         for guest, host in self.writable:
             try:
                 fd = os.open(host, _DIR_FLAGS)
@@ -171,10 +175,15 @@ class Workspace:
                 return tuple(out), f"writable mount {guest!r} cannot be read: {e.strerror}"
             try:
                 for rel, st, parent in walk(fd):
+                    entries += 1
+                    if stat.S_ISDIR(st.st_mode):
+                        continue
+                    size += st.st_size
                     if not stat.S_ISREG(st.st_mode):
                         continue
                     path = posixpath.join(guest, os.fsdecode(rel))
-                    if self.before.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino):
+                    after[path] = seen = (st.st_size, st.st_mtime_ns, st.st_ino)
+                    if self.before.get(path) == seen:
                         continue
                     name = rel.rsplit(b"/", 1)[-1]
                     try:
@@ -189,11 +198,19 @@ class Workspace:
                 return tuple(sorted(out, key=lambda f: f.path)), f"writable mount {guest!r} cannot be read: {e}"
             finally:
                 os.close(fd)
+        self._after = (after, entries, size)
         return tuple(sorted(out, key=lambda f: f.path)), None
 
     def rebase(self) -> str | None:
         """Take what the writable trees hold now as the new ``before`` (a session, between calls), and
-        update ``usage``; returns a problem if part of them cannot be read (``None``: fine)."""
+        update ``usage``; returns a problem if part of them cannot be read (``None``: fine).
+
+        Right after a complete ``changed()`` (a session's call), its walk is reused instead of a second one.
+        """
+        after, self._after = self._after, None
+        if after is not None:
+            self.before, self.usage = after[0], (after[1], after[2])
+            return None
         before: FileState = {}
         entries = size = 0
         for guest, host in self.writable:

@@ -211,6 +211,7 @@ def _make_entry():
     for key in [k for k in sys.path_importer_cache if not k.startswith(stdlib)]:
         del sys.path_importer_cache[key]  # finders for the boot's own directories
     boot_finders = frozenset(sys.path_importer_cache)
+    applied = [None, None]  # the environment the last request set, and os.environ's data after
 
     def exit_status(exc):
         code = exc.code
@@ -259,10 +260,15 @@ def _make_entry():
             script, source = req["script"], req["code"]
             sys.argv[:] = [script, *req["args"]]
             sys.orig_argv[:] = ["python", script, *req["args"]]
-            if os.environ:
-                os.environ.clear()
-            os.environ.update(req["env"])
-            sys.path[:] = [os.path.dirname(script), *req["path"], *stdlib]
+            env = req["env"]
+            if env != applied[0] or os.environ._data != applied[1]:  # a session's next call: mostly the same
+                if os.environ:
+                    os.environ.clear()
+                os.environ.update(env)
+                applied[:] = [env, dict(os.environ._data)]
+            path = [script.rpartition("/")[0] or "/", *req["path"], *stdlib]
+            if sys.path != path:
+                sys.path[:] = path
             if len(sys.path_importer_cache) != len(boot_finders):  # a session's earlier request added some
                 for key in [k for k in sys.path_importer_cache if k not in boot_finders]:
                     del sys.path_importer_cache[key]
@@ -317,13 +323,42 @@ gc.freeze()
 %(publish)s"""
 
 #: The default runtime's ending: set ``random`` to a known key (``rng_key``; the host writes fresh
-#: OS entropy over it per run), print the addresses the host needs and abort (captured at the trap).
+#: OS entropy over it per run), print the addresses the host needs, list every live object for the
+#: host to make immortal (``IMMORTAL``) and abort (captured at the trap).
 _ABORT: Final = (
     "import random\n"
     "random.setstate((3, (*[(%(mult)d * (_i + 1)) & 0xFFFFFFFF for _i in range(624)], 624), None))\n"
     'sys.stdout.write("EXECR-BOOT %%d %%d %%d %%d\\n" %% (id(_entry), id(()), id(type(_entry)), id(_mailbox)))\n'
     "sys.stdout.flush()\n"
+    "%(immortal)s"
     "os.abort()\n"
+)
+#: Objects alive at the snapshot would be written on every run just to count references to them
+#: (a page copied per page touched: ~120 pages for ``x + 1`` in a session). CPython 3.12+ skips
+#: that for immortal objects (on 32 bits, a reference count of exactly ``IMMORTAL``), so the
+#: bootstrap lists every object reachable from the collector's (all frozen by then) and the host
+#: writes that count into each in the captured image (``_snapshot._immortalize``). The walk runs
+#: last, with the collector off, so nothing listed can be freed before the image is taken; its
+#: own objects are locals, freed unlisted. The list's address, length and ``id(None)`` go in the
+#: mailbox's payload (overwritten by the first request).
+IMMORTAL: Final = 0x3FFFFFFF
+_IMMORTALIZE: Final = (
+    "if sys.version_info[:2] in ((3, 12), (3, 13)) and sys.maxsize == 2**31 - 1 \\\n"
+    "        and sys.getrefcount(None) == %(immortal)d:\n"
+    "    import array, struct\n"
+    "    def _execr_objects():\n"
+    "        todo, seen, out = gc.get_objects(), set(), array.array('I')\n"
+    "        while todo:\n"
+    "            o = todo.pop()\n"
+    "            if id(o) not in seen:\n"
+    "                seen.add(id(o))\n"
+    "                out.append(id(o))\n"
+    "                todo.extend(gc.get_referents(o))\n"
+    "        return out\n"
+    "    gc.disable()\n"
+    "    _execr_ids = _execr_objects()\n"
+    "    struct.pack_into('<III', _mailbox, %(payload_at)d, _execr_ids.buffer_info()[0], len(_execr_ids), id(None))\n"
+    "    gc.enable()\n"
 )
 #: A reactor's ending: publish the entry as a builtin (each run calls it in a ``turn``) and return.
 #: It also sets both Mersenne Twisters to known keys (``rng_key``) so the host can find their
@@ -393,7 +428,10 @@ def bootstrap(preload: Sequence[str] = (), *, reactor: bool = False, call: bool 
         "mark": _mailbox.MARK,
         "box": _mailbox.REQUEST_BOX,
         "reseed": _RESEED,
-        "publish": (_CALL % layout) if call else (_PUBLISH if reactor else _ABORT) % {"mult": _MULT, "xor": _XOR},
+        "publish": (_CALL % layout)
+        if call
+        else (_PUBLISH if reactor else _ABORT)
+        % {"mult": _MULT, "xor": _XOR, "immortal": _IMMORTALIZE % {"immortal": IMMORTAL, **layout}},
         "asyncio": ASYNCIO_HOOK,
     }
 

@@ -4,7 +4,8 @@
 ``__import__``/``importlib.import_module`` calls, and keeps the top-level names. The names
 execr knows (``GROUPS``: scipy, sklearn, statsmodels, sympy, matplotlib, seaborn, networkx,
 ...) expand to the submodules people use (``expand``), with their import cost (the weight
-when picking a set) and a short warm-up run at boot; ``provides`` is what a module list covers.
+when picking a set) and a short warm-up run at boot (``warm_source``: a set's boot turn, part of
+its key); ``provides`` is what a module list covers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from typing import Final
 
 from .._exceptions import InvalidArgument
 
-__all__ = ["GROUPS", "IMPLIES", "Group", "expand", "imports_of", "provides"]
+__all__ = [
+    "GROUPS",
+    "IMPLIES",
+    "MATPLOTLIB_WARM",
+    "SYMPY_WARM",
+    "Group",
+    "expand",
+    "imports_of",
+    "provides",
+    "warm_source",
+]
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -31,6 +42,62 @@ class Group:
     cost: float  # seconds its imports take on a fresh run (measured): the weight when picking a set
     warm: str = ""  # trusted source run once at boot after the imports (a tiny real task)
 
+
+#: matplotlib's warm-up: one plot with text, mathtext and a legend, saved as PNG and SVG into memory,
+#: so that the set holds what a run's first plot would otherwise pay for: the lazily imported
+#: modules (the Agg and SVG backends, PIL's PNG plugin), the mathtext parser, ``findfont``'s cache,
+#: ``__version__`` (PNG metadata) and the fonts themselves. ``FT2Font`` reads its font through
+#: ``io.open(path, "rb")`` with a seek and a read per FreeType access, and ``_get_font`` keeps the
+#: font open for the process: on a file that is a few thousand guest file calls per plot (~100 ms),
+#: and an open file cannot be captured anyway. So while the warm-up draws, ``io.open`` hands
+#: ``FT2Font`` the font's bytes in a ``BytesIO`` named like the file (``FT2Font.fname`` stays the
+#: path), for matplotlib's own read-only fonts only; it is restored before the image is taken. The
+#: cached fonts (DejaVu Sans, its oblique and display faces for mathtext, the Last Resort fallback:
+#: 2 MB) are the same read-only bytes in every run, and each run has its own copy of the image; a
+#: font the warm-up did not load (bold, serif, STIX...) is read from its file as before.
+MATPLOTLIB_WARM: Final = """\
+import io, os
+import matplotlib
+import matplotlib.pyplot as plt
+fonts = os.path.join(matplotlib.get_data_path(), "fonts", "")
+file_open = io.open
+def font_open(file, mode="r", *args, **kwargs):
+    if mode == "rb" and not args and not kwargs and isinstance(file, str) and file.startswith(fonts):
+        with file_open(file, "rb") as f:
+            font = io.BytesIO(f.read())
+        font.name = file
+        return font
+    return file_open(file, mode, *args, **kwargs)
+io.open = font_open
+try:
+    fig, ax = plt.subplots()
+    ax.plot([0.0, 1.0, 2.0], [0.0, 1.0, 4.0], label="y")
+    ax.set_title(r"$\\alpha^2 + \\beta_i$")
+    ax.set_xlabel("x")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    fig.savefig(io.BytesIO(), format="svg")
+finally:
+    io.open = file_open
+    plt.close("all")
+"""
+
+#: sympy's warm-up: what a first solve, integral or lambdify imports at run time. A quadratic with
+#: irrational roots imports ``sympy.physics.units`` (~300 ms a run), ``integrate`` the Risch and
+#: heuristic integrators (~130 ms), ``lambdify`` its printers and every lazy numpy submodule behind
+#: ``from numpy import *`` (~300 ms).
+SYMPY_WARM: Final = """\
+import sympy
+x, y = sympy.symbols("x y")
+sympy.solve(x**2 - 4, x)
+str(sympy.solve(x**2 - 3*x + 1, x))
+sympy.solve([x + y - 3, x - y - 1], [x, y])
+sympy.simplify(sympy.sin(x)**2 + sympy.cos(x)**2)
+sympy.integrate(x**2 * sympy.exp(x), x)
+sympy.lambdify(x, sympy.sin(x) + x**2, "numpy")(1.0)
+sympy.latex(sympy.sqrt(x) / 2)
+sympy.pretty(sympy.sqrt(x) / 2)
+"""
 
 GROUPS: Final[dict[str, Group]] = {
     "scipy": Group(
@@ -77,13 +144,8 @@ GROUPS: Final[dict[str, Group]] = {
         "X = sm.add_constant(np.arange(10.0))\nsm.OLS(np.arange(10.0) * 2 + 1, X).fit().summary()\n",
     ),
     "patsy": Group(("patsy",), 0.3),
-    "sympy": Group(("sympy",), 1.0, "import sympy\nx = sympy.Symbol('x')\nsympy.solve(x**2 - 4, x)\n"),
-    "matplotlib": Group(
-        ("matplotlib", "matplotlib.pyplot"),
-        2.0,
-        # Draws nothing: a text draw would keep font files open in the image (FT2Font caches them).
-        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [0, 1])\nplt.close('all')\n",
-    ),
+    "sympy": Group(("sympy",), 1.0, SYMPY_WARM),
+    "matplotlib": Group(("matplotlib", "matplotlib.pyplot"), 2.0, MATPLOTLIB_WARM),
     "seaborn": Group(("matplotlib", "matplotlib.pyplot", "seaborn"), 3.0),
     "networkx": Group(("networkx",), 0.6, "import networkx as nx\nnx.shortest_path(nx.path_graph(4), 0, 3)\n"),
     "PIL": Group(("PIL", "PIL.Image"), 0.2),
@@ -143,3 +205,23 @@ def provides(modules: Iterable[str]) -> frozenset[str]:
     for name in list(names):
         names.update(IMPLIES.get(name, ()))
     return frozenset(names)
+
+
+def warm_source(modules: tuple[str, ...]) -> str:
+    """A set's boot turn: import ``modules`` and run the warm-ups of their groups (each may fail alone)."""
+    seen = {m.partition(".")[0] for m in modules}
+    warms = [GROUPS[g].warm for g in GROUPS if g in seen and GROUPS[g].warm]
+    body = "".join(
+        f"    try:\n{_indent(w, 8)}    except Exception:\n        pass\n" for w in warms
+    )  # a warm-up that fails costs speed, never the set
+    return (
+        "def __execr_warm__():\n"
+        f"    for name in {list(modules)!r}:\n        __import__(name)\n"
+        f"{body}"
+        "    import gc\n    gc.collect()\n"
+        "__execr_warm__()\ndel __execr_warm__\n"
+    )
+
+
+def _indent(source: str, n: int) -> str:
+    return "".join(" " * n + line + "\n" for line in source.splitlines())

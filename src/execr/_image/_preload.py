@@ -55,7 +55,7 @@ from .._sandbox import BootImage, Compiled, Host
 from . import _cache, _datafiles, _snapshot
 from ._binary import Binary
 from ._flavors import Flavor
-from ._imports import GROUPS, Group, expand, imports_of, provides
+from ._imports import GROUPS, Group, expand, imports_of, provides, warm_source
 from ._set_store import IMAGE_VERSION, SetInfo, SetStore, budget, read_info, write_set
 from ._snapshot import Snapshot
 
@@ -69,6 +69,7 @@ __all__ = [
     "expand",
     "imports_of",
     "threshold",
+    "warm_source",
 ]
 
 
@@ -78,26 +79,6 @@ def threshold() -> int:
         return max(0, int(os.environ.get("EXECR_PRELOAD_AFTER", "3")))
     except ValueError:
         return 3
-
-
-def _warm_source(modules: tuple[str, ...]) -> str:
-    """One boot turn: import ``modules`` and run the warm-ups of their groups (each may fail alone)."""
-    seen = {m.partition(".")[0] for m in modules}
-    warms = [GROUPS[g].warm for g in GROUPS if g in seen and GROUPS[g].warm]
-    body = "".join(
-        f"    try:\n{_indent(w, 8)}    except Exception:\n        pass\n" for w in warms
-    )  # a warm-up that fails costs speed, never the set
-    return (
-        "def __execr_warm__():\n"
-        f"    for name in {list(modules)!r}:\n        __import__(name)\n"
-        f"{body}"
-        "    import gc\n    gc.collect()\n"
-        "__execr_warm__()\ndel __execr_warm__\n"
-    )
-
-
-def _indent(source: str, n: int) -> str:
-    return "".join(" " * n + line + "\n" for line in source.splitlines())
 
 
 class Sets(SetStore):
@@ -330,7 +311,7 @@ def _boot(
     (or just ``turn``); refuse an image with a guest file left open."""
     own = scratch is None
     with _snapshot.boot_launch(flavor, binary, scratch, cancel) as (launch, files, scratch):
-        turns = (turn,) if turn is not None else (_warm_source(modules).encode(), flavor.bootstrap(modules).encode())
+        turns = (turn,) if turn is not None else (warm_source(modules).encode(), flavor.bootstrap(modules).encode())
         image = host.boot(plain, launch, turns=turns)
         if turn is None and files.open_count:
             raise RuntimeUnavailable(

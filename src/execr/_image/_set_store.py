@@ -27,7 +27,7 @@ from .._sandbox import BootImage, Compiled, EntryPoint, MemoryImage, overlay
 from . import _cache, _datafiles, _snapshot
 from ._binary import Binary
 from ._flavors import Flavor
-from ._imports import GROUPS, provides
+from ._imports import GROUPS, provides, warm_source
 from ._snapshot import Snapshot
 
 __all__ = ["IMAGE_VERSION", "SetInfo", "SetStore", "budget", "read_info", "remove", "write_set"]
@@ -87,9 +87,11 @@ class SetStore:
         return f"{self.flavor.name}-python-{self.flavor.python_version}-set-"
 
     def key(self, modules: tuple[str, ...]) -> str:
-        """Everything a stored set depends on: the base snapshot's key parts, the layout and its modules."""
+        """Everything a stored set depends on: the base snapshot's key parts, the layout, its modules and warm-up."""
         snap_key = _snapshot.cache_key(self.binary, self.flavor, modules, self.engine)
-        return _cache.digest(snap_key, f"image-{IMAGE_VERSION}", _datafiles.LAYOUT, str(SLOTS), *modules)
+        return _cache.digest(
+            snap_key, f"image-{IMAGE_VERSION}", _datafiles.LAYOUT, str(SLOTS), *modules, warm_source(modules)
+        )
 
     def _dir(self, modules: tuple[str, ...]) -> Path:
         return self.cache_dir / f"{self.stem}{self.key(modules)}"

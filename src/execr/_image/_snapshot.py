@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .. import _mailbox
 from .._exceptions import RuntimeUnavailable
 from .._guestfs import Caps, GuestFiles, Tree
 from .._limits import Limits
@@ -175,6 +176,27 @@ def _entry_point(boot: BootImage) -> tuple[EntryPoint, tuple[int, ...]]:
     return EntryPoint(table_index, (entry_id, args_id, 0), mailbox), slots
 
 
+def _immortalize(boot: BootImage, mailbox: int) -> tuple[BootImage, int]:
+    """The image with every object the bootstrap listed made immortal (see ``_guest.IMMORTAL``), and
+    how many; the image as it is when the bootstrap listed none (another CPython) or the list does
+    not check out (then nothing is changed: immortal objects are only a speed-up)."""
+    image = boot.memory
+    at, count, none = struct.unpack_from("<III", image, mailbox + _mailbox.PAYLOAD_AT)
+    if count == 0 or at + 4 * count > len(image) or none + 4 > len(image):
+        return boot, 0
+    if struct.unpack_from("<I", image, none)[0] != _guest.IMMORTAL:  # None is immortal: the layout is right
+        return boot, 0
+    ids = struct.unpack_from(f"<{count}I", image, at)
+    if any(i % 4 or i + 8 > len(image) for i in ids):
+        return boot, 0
+    patched = bytearray(image)
+    count_bytes = struct.pack("<I", _guest.IMMORTAL)
+    for i in ids:
+        patched[i : i + 4] = count_bytes
+    patched[mailbox + _mailbox.PAYLOAD_AT : mailbox + _mailbox.PAYLOAD_AT + 12] = bytes(12)
+    return dataclasses.replace(boot, memory=bytes(patched)), count
+
+
 def _find_key(image: bytes, key: bytes, counter: int) -> int | None:
     """The one copy of ``key`` whose generator position (624, just before or after it) marks live state."""
     found = []
@@ -310,6 +332,8 @@ def load(
             progress(f"  booting CPython {flavor.python_version} with the bootstrap...")
             boot = _boot(host, plain(), flavor, binary, preload)
             entry, slots = _entry_point(boot)
+            boot, immortal = _immortalize(boot, entry.mailbox)
+            progress(f"  {immortal} objects made immortal")
             rng = _rng_states(boot.memory, numpy_loaded=False)
             if not rng:
                 progress("  (random state not found in the image: runs reseed in the guest)")

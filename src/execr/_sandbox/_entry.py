@@ -9,11 +9,12 @@ import wasmtime as wt
 
 from .. import _mailbox
 from .._exports import TABLE_EXPORT
+from ._call import Raw, read, table_func, write_all
 
 if TYPE_CHECKING:
     from ._host import EntryPoint
 
-__all__ = ["enter", "start", "turn", "value"]
+__all__ = ["enter", "entry_func", "start", "turn", "value"]
 
 
 def start(store: wt.Store, exports: Any, names: Sequence[str]) -> int:
@@ -40,26 +41,34 @@ def turn(store: wt.Store, exports: Any, mem: wt.Memory, source: bytes) -> int:
     return status
 
 
-def enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint) -> int | None:
+def entry_func(store: wt.Store, exports: Any, entry: EntryPoint, cache: dict[int, Raw]) -> Raw:
+    """The entry's function in this instance, resolved once per instance (``cache`` is the instance's)."""
+    raw = cache.get(entry.table_index)
+    if raw is None:
+        table = exports[TABLE_EXPORT]
+        assert isinstance(table, wt.Table)
+        func = table_func(store, table, entry.table_index)
+        if func is None:
+            raise wt.WasmtimeError(f"execr: no entry function at table index {entry.table_index}")
+        raw = cache[entry.table_index] = Raw(store, func)
+    return raw
+
+
+def enter(store: wt.Store, exports: Any, mem: wt.Memory, entry: EntryPoint, cache: dict[int, Raw]) -> int | None:
     """Write the request into guest memory, call the entry, and read its exit status (None: it did not finish)."""
-    for addr, data in entry.patches:
-        mem.write(store, data, addr)
+    write_all(store, mem, entry.patches)
     if entry.turn:
         turn(store, exports, mem, entry.turn)
     else:
-        table = exports[TABLE_EXPORT]
-        assert isinstance(table, wt.Table)
-        func = table.get(store, entry.table_index)
-        assert isinstance(func, wt.Func)
-        func(store, *entry.args)
-    status = _mailbox.status(bytes(mem.read(store, entry.mailbox, entry.mailbox + 8)))
+        entry_func(store, exports, entry, cache)(store, *entry.args)
+    status = _mailbox.status(read(store, mem, entry.mailbox, entry.mailbox + 8))
     return None if status is None else status & 0xFF
 
 
 def value(store: wt.Store, mem: wt.Memory, entry: EntryPoint) -> bytes | None:
     """The value the entry left in the mailbox (the repr of the code's last expression), if any."""
-    size = _mailbox.value(bytes(mem.read(store, entry.mailbox, entry.mailbox + 16)))
+    size = _mailbox.value(read(store, mem, entry.mailbox, entry.mailbox + 16))
     if size is None:
         return None
     start = entry.mailbox + _mailbox.PAYLOAD_AT
-    return bytes(mem.read(store, start, start + size))
+    return read(store, mem, start, start + size)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -24,15 +23,16 @@ from .._tools import ToolRun
 from .._verdict import Evidence, Trap, verdict
 from . import _stack
 from ._boot import BootImage, boot
+from ._call import Raw, global_i32
 from ._consts import MAX_WASM_STACK, UNLIMITED_FUEL, engine_config
 from ._entry import enter, start
 from ._entry import value as read_value
 from ._live import Live
 from ._recycle import Compiled, _warm, recycling
-from ._run import _NO_FINALIZER, _ON_EPOCH, _catch_sigint, _local, _Run
+from ._run import _NO_FINALIZER, _ON_EPOCH, _catch_sigint, _local, _Run, restore_sigint
 from ._signals import _TrapHandlers
 from ._threads import _reaper, _Ticker
-from ._wasi import _I32, _OVERRIDES, _host_call
+from ._wasi import define_raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +102,7 @@ class Host:
         self._linker = wt.Linker(self._engine)
         self._linker.define_wasi()
         self._linker.allow_shadowing = True
-        for name, params, results, fn in _OVERRIDES:
-            self._linker.define_func(
-                "wasi_snapshot_preview1", name, wt.FuncType(params, results), fn, access_caller=True
-            )
-        self._linker.define_func("host", "call", wt.FuncType([_I32] * 4, [_I32]), _host_call, access_caller=True)
+        define_raw(self._linker)  # host.call and the WASI calls execr serves, as raw callbacks (see _wasi)
         self._lock = threading.Lock()
         self._ticker: _Ticker | None = None
 
@@ -146,20 +142,18 @@ class Host:
 
     def _store(self, launch: Launch) -> tuple[wt.Store, int | None]:
         store = wt.Store(self._engine)
+        _set_wasi(store, launch)
         fuel = self._configure(store, launch)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
         return store, fuel
 
     def _configure(self, store: wt.Store, launch: Launch) -> int | None:
-        """Give ``store`` the run's WASI context, fuel, memory limit and epoch deadline; return the fuel.
+        """Give ``store`` the run's fuel, memory limit and epoch deadline; return the fuel.
 
-        wasmtime's WASI context gets the arguments and the environment only: no preopens and no
-        stdio, since every descriptor call is served by ``launch.files`` (``_guestfs``).
+        A new store also gets its WASI context (``_set_wasi``); a kept one (recycled, a
+        session's) runs through the snapshot entry, which takes its arguments and environment
+        from the request, so its context stays the empty one it was made with.
         """
-        wasi = wt.WasiConfig()
-        wasi.argv = list(launch.argv)
-        wasi.env = [list(kv) for kv in launch.env]
-        store.set_wasi(wasi)
         if not self.fuel:
             fuel = None
         else:
@@ -185,6 +179,7 @@ class Host:
         """A new instance of ``compiled`` (a snapshot) kept across runs: a session's."""
         self._traps.ensure()
         store = wt.Store(self._engine)
+        store.set_wasi(wt.WasiConfig())  # arguments and environment come with each request
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _ON_EPOCH, None, _NO_FINALIZER)
         if self.fuel:
             store.set_fuel(0)
@@ -225,10 +220,11 @@ class Host:
                     f"memory_limit {limit} is below the runtime's initial memory of {compiled.min_bytes} bytes",
                 )
             else:
+                calls: dict[int, Raw] = {}  # the instance's entry functions, resolved once
                 if live is not None:
-                    exports, mem = live.exports, live.mem
+                    exports, mem, calls = live.exports, live.mem, live.calls
                 elif warm is not None:
-                    exports, mem = warm.exports, warm.mem
+                    exports, mem, calls = warm.exports, warm.mem, warm.calls
                 else:
                     instance = compiled.pre.instantiate(store)
                     exports = instance.exports(store)
@@ -242,10 +238,10 @@ class Host:
                     if launch.entry is None:
                         exit_status = start(store, exports, launch.start)
                     else:
-                        exit_status = enter(store, exports, mem, launch.entry)
+                        exit_status = enter(store, exports, mem, launch.entry, calls)
                         for entry in launch.more:
                             statuses.append(exit_status)
-                            exit_status = enter(store, exports, mem, entry)
+                            exit_status = enter(store, exports, mem, entry, calls)
                         if exit_status is not None:
                             value = read_value(store, mem, launch.more[-1] if launch.more else launch.entry)
                 except wt.ExitTrap as e:
@@ -262,7 +258,7 @@ class Host:
                 trap = _trap_kind(e)
         finally:
             if sigint is not None:
-                signal.signal(signal.SIGINT, sigint)
+                restore_sigint(sigint)
             ticker.leave()
             _local.run = None
             consumed = None if fuel is None else fuel - store.get_fuel()
@@ -292,6 +288,15 @@ class Host:
             ticker.leave()
 
 
+def _set_wasi(store: wt.Store, launch: Launch) -> None:
+    """A new store's WASI context: the arguments and the environment only (no preopens, no stdio:
+    every descriptor call is served by ``launch.files``, ``_guestfs``)."""
+    wasi = wt.WasiConfig()
+    wasi.argv = list(launch.argv)
+    wasi.env = [list(kv) for kv in launch.env]
+    store.set_wasi(wasi)
+
+
 def _trap_kind(e: Exception) -> str:
     """A wasmtime trap or error as evidence (``_verdict.Trap``), or its first line."""
     message = (e.message if isinstance(e, wt.Trap) else str(e)).strip()
@@ -315,8 +320,11 @@ def _take_grow_failures(store: wt.Store, exports: Any) -> int:
         return 0
     if not isinstance(counter, wt.Global):
         return 0
-    value = counter.value(store)
-    if not isinstance(value, int) or value == 0:
+    try:
+        value = global_i32(store, counter)
+    except TypeError:
+        return 0
+    if value == 0:
         return 0
     counter.set_value(store, 0)  # a recycled instance starts the next run at 0
     return value

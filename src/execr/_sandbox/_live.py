@@ -1,19 +1,20 @@
 """Live instances: one instance kept across runs (a session), with its state saved, rolled back and moved.
 
-An instance's whole state is its linear memory, its stack pointer (the build's only mutable
-global, checked when the snapshot was built) and its WASI context (replaced on every run).
-Memory starts as the snapshot's image, mapped copy-on-write; the pages that differ from it
-are exactly the pages the process holds privately (``_pagemap``). So:
+An instance's whole state is its linear memory and its stack pointer (the build's only mutable
+global, checked when the snapshot was built); its WASI context holds no state of its own (the
+request brings arguments and environment, ``_guestfs`` serves the files). Memory starts as the
+snapshot's image, mapped copy-on-write; the pages that differ from it are exactly the pages the
+process holds privately (``_pagemap``) plus those mapped from a file since. So:
 
-- ``save()`` copies those pages (and the stack pointer): the cost grows with what the session
-  changed since the snapshot, not with its heap (on kernels without ``PAGEMAP_SCAN``, before
+- ``save()`` copies the private pages (and the stack pointer) into a buffer it reuses; past
+  ``FOLD_AT`` it first folds them into the session's own memfd, mapped in place at the same
+  offsets (``_fold``, ``_Folds``), so a call copies only what the calls since the last fold
+  wrote, not everything the session ever changed (on kernels without ``PAGEMAP_SCAN``, before
   6.7, it copies all of memory);
-- ``rollback(saved)`` drops every private page (back to the image, or zeros past it) and
-  writes the saved ones back: the instance is exactly as it was at ``save()``;
+- ``rollback(saved)`` drops every private page (back to the file it maps, the image, or zeros
+  past it) and writes the saved ones back: the instance is exactly as it was at ``save()``;
 - ``image()`` writes every page that differs from the snapshot (private or mapped) into an
   ``Image``: what a checkpoint stores and its forks map;
-- ``save(reuse=True)`` folds a large private set into a memfd mapped in place instead of copying
-  it, so a session with a big heap does not copy it before every call;
 - ``Image(state)`` holds a state's pages in a memfd once; ``map(image)`` maps them copy-on-write
   over a fresh instance (``mmap(MAP_PRIVATE | MAP_FIXED)``, one call per run of pages): a fork or
   a repeated restore costs microseconds whatever the heap's size, and the instance's writes stay
@@ -25,24 +26,30 @@ and unused: the guest's allocator state is rolled back with the rest.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import mmap
 import os
+import threading
 import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import wasmtime as wt
 
 from .._exports import SP_EXPORT
 from . import _pagemap
+from ._call import Raw, global_i32
 from ._threads import _reaper
 
-__all__ = ["Image", "Live", "State"]
+__all__ = ["Image", "Live", "Saved", "State"]
 
 PAGE = 4096
 GAP = 16 * PAGE  # unchanged pages between two changed runs taken along (one mapping instead of two)
-FOLD_AT = 4 << 20  # private bytes past which ``save(reuse=True)`` folds them into a mapped image
+FOLD_AT = 4 << 20  # private bytes past which ``save()`` folds them into the session's file
+OPEN_FOLDS = 64  # session files kept open at once (process-wide); the others are closed, see ``_Folds``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,23 @@ class State:
         return sum(len(data) for _, data in self.pages)
 
 
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A live instance's state for ``rollback``: its private spans' bytes back to back in ``data``."""
+
+    data_len: int
+    stack_pointer: int
+    base: int  # the memory's address at the save
+    flat: list[int]  # the spans, absolute: [start0, end0, start1, end1, ...]
+    data: bytearray  # the instance's save buffer: valid until its next ``save()``
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """The spans as ``(start, end)`` offsets in memory."""
+        flat, base = self.flat, self.base
+        return [(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)]
+
+
 class Image:
     """A state's pages in a memfd (written once), ready to map into new instances; closes with the object."""
 
@@ -68,17 +92,16 @@ class Image:
         fd = os.memfd_create("execr-session-image", os.MFD_CLOEXEC)
         self._finalizer = weakref.finalize(self, os.close, fd)
         self.fd = fd
-        at = 0
+        at, writes = 0, []
         os.ftruncate(fd, sum(len(data) for _, data in state.pages))
         for start, data in state.pages:
             if start % PAGE or len(data) % PAGE:
                 raise ValueError(f"page run at {start} (+{len(data)}) is not page-aligned")
             view = memoryview(data)
-            done = 0
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], at + done)
+            writes += [(view[i : i + _CHUNK], at + i) for i in range(0, len(view), _CHUNK)]
             self.runs.append((start, at, len(data)))
             at += len(data)
+        _write_all(fd, writes)
         self._view: mmap.mmap | None = None
 
     def pages(self) -> tuple[tuple[int, memoryview], ...]:
@@ -94,6 +117,40 @@ class Image:
     def close(self) -> None:
         """Close the memfd now (instances that mapped it keep their pages)."""
         self._finalizer()
+
+
+_CHUNK = 1 << 20  # an image is written in pieces of this size, on two threads when it is large
+_pool: ThreadPoolExecutor | None = None  # the second thread
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _write_all(fd: int, writes: list[tuple[memoryview, int]]) -> None:
+    """``pwrite`` each ``(bytes, offset)``: a large image on two threads (the kernel's page
+    allocation and copy, most of a checkpoint's cost, run in parallel without the GIL)."""
+    global _pool, _pool_pid
+    if len(writes) < 4:
+        _pwrite_all(fd, writes)
+        return
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():  # a forked child has none of its parent's threads
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="execr-image")
+            _pool_pid = os.getpid()
+    half = len(writes) // 2
+    other = _pool.submit(_pwrite_all, fd, writes[half:])
+    _pwrite_all(fd, writes[:half])
+    other.result()
+
+
+def _pwrite_all(fd: int, writes: list[tuple[memoryview, int]]) -> None:
+    for data, at in writes:
+        _pwrite(fd, data, at)
+
+
+def _pwrite(fd: int, data: memoryview, at: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], at + done)
 
 
 _libc: Any = None
@@ -120,6 +177,18 @@ def _union(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int
     return out
 
 
+def _close_gaps(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``spans`` with gaps of at most ``GAP`` bytes between them closed (the gap's unchanged
+    pages are taken along: one mapping instead of three)."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and start - out[-1][1] <= GAP:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
 def _private(base: int, length: int) -> list[tuple[int, int]]:
     """The spans that may differ from the image: the private pages, or (no ``PAGEMAP_SCAN``) all of memory."""
     return _pagemap.scan(base, base + length) if _pagemap.available() else [(0, length)]
@@ -133,24 +202,44 @@ class Live:
         assert isinstance(mem, wt.Memory) and isinstance(sp, wt.Global)
         self.store, self.exports, self.mem, self._sp = store, exports, mem, sp
         self.closed = False
+        self.calls: dict[int, Raw] = {}  # entry functions resolved in this instance (``_entry``)
         self._mapped: list[tuple[int, int]] = []  # spans mapped from an Image (they differ from the snapshot)
-        self._buffer = bytearray()  # reused by save(reuse=True): no new pages to fault in per call
+        self._buffer = bytearray()  # reused by save(): no new pages to fault in per call
+        self._folded: list[tuple[int, int]] = []  # spans mapped from the session's file (``_fold``)
+        self._file_len = 0  # the session's file's size (0: none open)
 
     def _base(self) -> int:
         return ctypes.cast(self.mem.data_ptr(self.store), ctypes.c_void_p).value or 0
 
-    def save(self, reuse: bool = False) -> State:
-        """What ``rollback`` needs to come back here: the private pages and the stack pointer (call only
-        between runs). ``reuse`` (a session's call): the pages are views of a buffer the next such save
-        overwrites, and once ``FOLD_AT`` bytes are private they are folded into an image mapped in
-        place instead (same bytes, now file-backed: rollback drops back to them), so a session does
-        not copy the whole heap it built before every call, only what the last call wrote."""
+    def save(self) -> Saved:
+        """What ``rollback`` needs to come back here (call only between runs): the private pages,
+        copied into a buffer the next save overwrites, and the stack pointer. Once ``FOLD_AT``
+        bytes are private they are folded into the session's file instead (same bytes, now
+        file-backed: rollback drops back to them), so a call copies only what the calls since the
+        last fold wrote, not all the session ever changed."""
         base, length = self._base(), self.mem.data_len(self.store)
-        spans = _private(base, length)
-        if reuse and _pagemap.available() and sum(end - start for start, end in spans) >= FOLD_AT:
-            self._fold(spans)
-            spans = []
-        return self._read(spans, reuse)
+        if _pagemap.available():
+            flat = _pagemap.scan_flat(base, base + length)  # absolute [start, end, start, end, ...]
+            size = sum(flat[1::2]) - sum(flat[0::2])
+            if size >= FOLD_AT:
+                self._fold([(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)])
+                flat, size = [], 0
+        else:
+            flat, size = [base, base + length], length
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        kept = self._buffer
+        memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
+        buffer, at = memoryview(kept), 0
+        try:
+            for i in range(0, len(flat), 2):  # the hot loop of a session call: kept lean
+                start, end = flat[i] - base, flat[i + 1] - base
+                buffer[at : at + end - start] = memory[start:end]
+                at += end - start
+        finally:
+            memory.release()
+            buffer.release()
+        return Saved(length, global_i32(self.store, self._sp), base, flat, kept)
 
     def image(self) -> Image:
         """The whole state written straight into an ``Image`` (one copy; for a checkpoint and its forks)."""
@@ -166,46 +255,23 @@ class Live:
     def _spans(self) -> list[tuple[int, int]]:
         """The spans that differ from the snapshot, with gaps under ``GAP`` closed (fewer, longer runs to map)."""
         base, length = self._base(), self.mem.data_len(self.store)
-        out: list[tuple[int, int]] = []
-        for start, end in _union(_private(base, length), self._mapped):
-            if out and start - out[-1][1] <= GAP:
-                out[-1] = (out[-1][0], end)
-            else:
-                out.append((start, end))
-        return out
+        return _close_gaps(_union(_private(base, length), self._mapped))
 
-    def _read(self, spans: list[tuple[int, int]], reuse: bool) -> State:
-        length = self.mem.data_len(self.store)
-        memory = memoryview((ctypes.c_char * length).from_address(self._base())).cast("B")
-        try:
-            if not reuse:
-                pages = tuple((start, bytes(memory[start:end])) for start, end in spans)
-            else:
-                need = sum(end - start for start, end in spans)
-                if len(self._buffer) < need:
-                    self._buffer = bytearray(need)
-                buffer, at, runs = memoryview(self._buffer), 0, []
-                for start, end in spans:
-                    buffer[at : at + end - start] = memory[start:end]
-                    runs.append((start, buffer[at : at + end - start]))
-                    at += end - start
-                pages = tuple(runs)  # type: ignore[arg-type]
-        finally:
-            memory.release()
-        sp = self._sp.value(self.store)
-        assert isinstance(sp, int)
-        return State(length, sp, pages)
-
-    def rollback(self, state: State) -> None:
-        """Put the instance back to ``state`` (from ``save()`` on this instance); ``OSError`` if the kernel refuses."""
+    def rollback(self, saved: Saved) -> None:
+        """Put the instance back to ``saved`` (this instance's last ``save()``); ``OSError`` if the kernel refuses."""
         base = self._base()
         length = self.mem.data_len(self.store)
         if _pagemap.available():
             for start, end in _pagemap.scan(base, base + length):
                 _pagemap.drop(base + start, end - start)
-        elif length > state.data_len:  # the saved state holds all of memory up to data_len; zero the rest
-            self.mem.write(self.store, bytes(length - state.data_len), state.data_len)
-        self._write(state)
+        elif length > saved.data_len:  # the save holds all of memory up to data_len; zero the rest
+            self.mem.write(self.store, bytes(length - saved.data_len), saved.data_len)
+        data, at = memoryview(saved.data), 0
+        pages = []
+        for start, end in saved.spans:
+            pages.append((start, data[at : at + end - start]))
+            at += end - start
+        self._write(State(saved.data_len, saved.stack_pointer, tuple(pages)))  # type: ignore[arg-type]
 
     def map(self, image: Image) -> None:
         """Map ``image`` (a state of the same snapshot) over this fresh instance, copy-on-write."""
@@ -214,35 +280,48 @@ class Live:
         self._write(State(image.data_len, image.stack_pointer, ()))
 
     def _fold(self, spans: list[tuple[int, int]]) -> None:
-        """Move the private ``spans`` into an image mapped over them (their bytes stay as they are)."""
-        base, length = self._base(), self.mem.data_len(self.store)
-        memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
-        try:
-            image = Image(State(length, 0, tuple((start, memory[start:end]) for start, end in spans)))  # type: ignore[misc]
-        finally:
-            memory.release()
-        try:
-            self._map_runs(image)
-        finally:
-            image.close()  # the mappings keep the file; no descriptor is held
+        """Move the private ``spans`` into the session's file, mapped over them at the same offsets
+        (their bytes stay as they are; rollback now drops back to them)."""
+        with _folds.file(self) as (fd, fresh):
+            if fresh:  # a new file: what the old one held moves too, so the old one is unmapped and freed
+                spans = _union(spans, self._folded)
+                self._folded = []
+            spans = _close_gaps(spans)  # a mapping per span: few and long (the process has ~65k in all)
+            base, length = self._base(), self.mem.data_len(self.store)
+            if self._file_len < length:
+                os.ftruncate(fd, length)  # sparse: only written pages take memory
+                self._file_len = length
+            memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
+            try:
+                for start, end in spans:
+                    _pwrite(fd, memory[start:end], start)
+            finally:
+                memory.release()
+            self._map_spans(fd, [(start, start, end - start) for start, end in spans])
+        self._folded = _union(self._folded, spans)
 
     def trim(self) -> None:
-        """Free the buffer ``save(reuse=True)`` keeps between calls (an idle session's memory)."""
+        """Free what an idle session need not hold: the buffer ``save()`` reuses, and its
+        file's descriptor (its pages stay mapped; the next fold starts a new file)."""
         self._buffer = bytearray()
+        _folds.close(self)
 
     def _map_runs(self, image: Image) -> None:
+        self._map_spans(image.fd, image.runs)
+
+    def _map_spans(self, fd: int, runs: list[tuple[int, int, int]]) -> None:
+        """Map ``fd``'s ``(offset in memory, offset in the file, bytes)`` runs over memory, copy-on-write."""
         base, mapper = self._base(), _mmap()
         length = self.mem.data_len(self.store)
         flags, prot = mmap.MAP_PRIVATE | 0x10, mmap.PROT_READ | mmap.PROT_WRITE  # 0x10: MAP_FIXED
-        for start, at, size in image.runs:
+        for start, at, size in runs:
             if start + size > length:
                 raise ValueError(f"page run at {start} (+{size}) lies outside memory of {length} bytes")
-            got = mapper(base + start, size, prot, flags, image.fd, at)
+            got = mapper(base + start, size, prot, flags, fd, at)
             if got != base + start:
                 err = ctypes.get_errno()
                 raise OSError(err, f"cannot map a session image: {os.strerror(err)}")
-            self._mapped.append((start, start + size))
-        self._mapped = _union(self._mapped, [])
+        self._mapped = _union(self._mapped, [(start, start + size) for start, _, size in runs])
 
     def _grow_to(self, data_len: int) -> None:
         length = self.mem.data_len(self.store)
@@ -272,4 +351,68 @@ class Live:
         """Free the instance (idempotent)."""
         if not self.closed:
             self.closed = True
+            _folds.close(self)
             _reaper.put(self.store)
+
+
+class _Folds:
+    """The sessions' fold files that are open, at most ``OPEN_FOLDS`` (least recently folded closed first).
+
+    A file's descriptor is only needed to write the next fold: its mappings keep it alive. So an
+    idle session holds none (``trim``), and many busy ones hold at most ``OPEN_FOLDS`` between
+    them. A session whose file was closed starts a new one at its next fold and moves the old
+    file's pages into it, so the old file is unmapped and freed, never leaked page by page. A
+    descriptor in use by a fold is never closed under it (its number could be reused by another
+    session's file mid-write): the cap waits for the fold to end.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[int, _Fold] = {}  # by id(live), least recently used first
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def file(self, live: Live) -> Iterator[tuple[int, bool]]:
+        """``live``'s file descriptor for one fold, and whether the file is new."""
+        with self._lock:
+            found = self._open.pop(id(live), None)
+            if found is not None and found.live() is not live:  # a freed session's, under a reused id
+                os.close(found.fd)
+                found = None
+            fresh = found is None
+            if found is None:
+                idle = [key for key, fold in self._open.items() if not fold.busy]
+                for key in idle[: max(0, len(self._open) - OPEN_FOLDS + 1)]:
+                    self._forget(key)
+                found = _Fold(weakref.ref(live), os.memfd_create("execr-session", os.MFD_CLOEXEC))
+                live._file_len = 0
+            found.busy = True
+            self._open[id(live)] = found  # now the most recent
+        try:
+            yield found.fd, fresh
+        finally:
+            with self._lock:
+                found.busy = False
+
+    def close(self, live: Live) -> None:
+        """Close ``live``'s descriptor, if it has one (its mappings stay)."""
+        with self._lock:
+            found = self._open.get(id(live))
+            if found is not None and found.live() is live and not found.busy:
+                self._forget(id(live))
+
+    def _forget(self, key: int) -> None:
+        fold = self._open.pop(key)
+        os.close(fold.fd)
+        live = fold.live()
+        if live is not None:
+            live._file_len = 0
+
+
+@dataclasses.dataclass
+class _Fold:
+    live: weakref.ref[Live]
+    fd: int
+    busy: bool = False
+
+
+_folds = _Folds()

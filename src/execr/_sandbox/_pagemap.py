@@ -22,7 +22,7 @@ import mmap
 import os
 import threading
 
-__all__ = ["Restorer", "available", "drop", "scan"]
+__all__ = ["Restorer", "available", "drop", "scan", "scan_flat"]
 
 _PAGE = mmap.PAGESIZE
 _PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
@@ -71,35 +71,58 @@ def _pagemap() -> int:
         return _fd[1]
 
 
-def _scan(start: int, end: int) -> list[tuple[int, int]]:
-    """The ``[start, end)`` spans of private pages (present or swapped, neither file nor zero page),
-    as offsets from ``start``."""
+class _Scanner:
+    """A thread's ``PAGEMAP_SCAN`` buffers, made once (allocating them per scan cost as much as the scan)."""
+
+    def __init__(self) -> None:
+        self.regions = (_Region * _REGIONS)()
+        self.words = memoryview(self.regions).cast("B").cast("Q")  # start, end, categories per region
+        self.arg = _ScanArg(
+            size=ctypes.sizeof(_ScanArg),
+            vec=ctypes.addressof(self.regions),
+            vec_len=_REGIONS,
+            category_inverted=_FILE | _PFNZERO,
+            category_mask=_FILE | _PFNZERO,
+            category_anyof_mask=_PRESENT | _SWAPPED,
+        )
+        self.ref = ctypes.byref(self.arg)
+
+
+_scanners = threading.local()
+
+
+def _scan_flat(start: int, end: int) -> list[int]:
+    """The private pages of ``[start, end)`` (present or swapped, neither file nor zero page) as
+    absolute addresses ``[start0, end0, start1, end1, ...]`` (no per-span objects: a session's
+    save reads ~130 spans per call, and each Python object there costs)."""
     assert _libc is not None
-    regions = (_Region * _REGIONS)()
-    words = memoryview(regions).cast("B").cast("Q")  # start, end, categories per region
-    arg = _ScanArg(
-        size=ctypes.sizeof(_ScanArg),
-        start=start,
-        end=end,
-        vec=ctypes.addressof(regions),
-        vec_len=_REGIONS,
-        category_inverted=_FILE | _PFNZERO,
-        category_mask=_FILE | _PFNZERO,
-        category_anyof_mask=_PRESENT | _SWAPPED,
-    )
+    scanner = getattr(_scanners, "scanner", None)
+    if scanner is None:
+        scanner = _scanners.scanner = _Scanner()
+    arg, words, ioctl = scanner.arg, scanner.words, _libc.ioctl
+    arg.start, arg.end = start, end
     fd = _pagemap()
-    spans: list[tuple[int, int]] = []
+    flat: list[int] = []
     while True:
-        n = _libc.ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
+        n = ioctl(fd, _PAGEMAP_SCAN, scanner.ref)
         if n < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"PAGEMAP_SCAN: {os.strerror(err)}")
-        spans += zip([a - start for a in words[0 : 3 * n : 3]], [b - start for b in words[1 : 3 * n : 3]], strict=True)
+        if n:
+            found = words[: 3 * n].tolist()
+            del found[2::3]  # the categories
+            flat += found
         if arg.walk_end >= end:
-            return spans
+            return flat
         if arg.walk_end <= arg.start:  # no progress: never report a partial scan as complete
             raise OSError(0, "PAGEMAP_SCAN stopped before the end of the range")
         arg.start = arg.walk_end
+
+
+def _scan(start: int, end: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` spans of private pages, as offsets from ``start``."""
+    flat = _scan_flat(start, end)
+    return [(flat[i] - start, flat[i + 1] - start) for i in range(0, len(flat), 2)]
 
 
 def _drop(start: int, length: int) -> None:
@@ -112,6 +135,11 @@ def _drop(start: int, length: int) -> None:
 def scan(start: int, end: int) -> list[tuple[int, int]]:
     """The private spans of ``[start, end)`` as offsets from ``start`` (only when ``available()``)."""
     return _scan(start, end)
+
+
+def scan_flat(start: int, end: int) -> list[int]:
+    """The private spans of ``[start, end)`` as absolute ``[start0, end0, start1, ...]`` (only when ``available()``)."""
+    return _scan_flat(start, end)
 
 
 def drop(start: int, length: int) -> None:

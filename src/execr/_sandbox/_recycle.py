@@ -14,6 +14,7 @@ import wasmtime as wt
 from .._exports import SP_EXPORT
 from .._process import Phase, at_exit
 from . import _pagemap
+from ._call import Raw, global_i32
 from ._consts import KEEP_RESIDENT, MAX_IDLE
 from ._threads import _reaper
 
@@ -24,26 +25,27 @@ if TYPE_CHECKING:
 class _Warm:
     """An instance kept between runs, with what it takes to put it back to its initial state."""
 
-    __slots__ = ("exports", "length", "mem", "restorer", "sp", "sp0", "store")
+    __slots__ = ("calls", "exports", "length", "mem", "restorer", "sp", "sp0", "store")
 
     def __init__(self, store: wt.Store, exports: Any, mem: wt.Memory) -> None:
         sp = exports[SP_EXPORT]
         assert isinstance(sp, wt.Global)
         self.store, self.exports, self.mem, self.sp = store, exports, mem, sp
+        self.calls: dict[int, Raw] = {}  # entry functions resolved in this instance (``_entry``)
         self.sp0 = sp.value(store)
         self.length = mem.data_len(store)
         base = ctypes.cast(mem.data_ptr(store), ctypes.c_void_p).value or 0
         self.restorer = _pagemap.Restorer(base, self.length, KEEP_RESIDENT)
 
     def reset(self) -> bool:
-        """Put memory, stack pointer and WASI state back as they were at instantiation (False: retire it)."""
+        """Put memory and stack pointer back as they were at instantiation (False: retire it); WASI
+        holds no run's state (an entry run's context is empty; its files are ``_guestfs``'s)."""
         try:
             if self.mem.data_len(self.store) != self.length:
                 return False  # memory grew: wasm cannot shrink it
             self.restorer.reset()
-            if self.sp.value(self.store) != self.sp0:  # a run that returned has already put it back
+            if global_i32(self.store, self.sp) != self.sp0:  # a run that returned has already put it back
                 self.sp.set_value(self.store, self.sp0)
-            self.store.set_wasi(wt.WasiConfig())  # release the run's files and directories now
             return True
         except Exception:  # any doubt: retire the instance, never hand it on
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's raw functions (no stubs)
 import ctypes
 import dataclasses
 import signal
@@ -83,16 +84,6 @@ def _on_epoch(
     return 0
 
 
-def _halt(caller: wt.Caller) -> None:
-    """Make the calling instance stop at its next epoch check (function entry or loop back-edge).
-
-    Host functions never raise to stop a guest: wasmtime-py keeps a raised exception in a
-    process-wide slot that another thread's run could pick up. They record why in the run
-    state, return, and the epoch callback (a deadline of 0 ticks) turns that into a trap.
-    """
-    ffi.wasmtime_context_set_epoch_deadline(caller._context(), 0)
-
-
 _ON_EPOCH = _CallbackType(_on_epoch)
 _NO_FINALIZER = _FinalizerType(lambda _data: None)
 
@@ -109,9 +100,17 @@ def _catch_sigint(state: _Run) -> Any:
     """
     if threading.current_thread() is not threading.main_thread():
         return None
-    try:
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    try:  # ``_signal``: ``signal``'s wrappers convert to and from enums, ~10 us a call
+        if _signal.getsignal(_SIGINT) is not signal.default_int_handler:
             return None
-        return signal.signal(signal.SIGINT, lambda _sig, _frame: state.interrupt())
+        return _signal.signal(_SIGINT, lambda _sig, _frame: state.interrupt())
     except (ValueError, OSError):
         return None
+
+
+def restore_sigint(handler: Any) -> None:
+    """Put back the handler ``_catch_sigint`` replaced."""
+    _signal.signal(_SIGINT, handler)
+
+
+_SIGINT = int(signal.SIGINT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import threading
 
 
 class _TrapHandlers:
@@ -26,6 +27,7 @@ class _TrapHandlers:
         except (OSError, AttributeError):
             return
         self._sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        self._local = threading.local()  # ``ensure``'s buffer, one per thread (ctypes calls drop the GIL)
         for sig in self._SIGNALS:
             buf = ctypes.create_string_buffer(self._SIZE)
             if self._sigaction(sig, None, buf) == 0:
@@ -35,7 +37,9 @@ class _TrapHandlers:
         """Reinstall any of wasmtime's handlers that something else replaced."""
         if not self._saved:
             return
-        now = ctypes.create_string_buffer(self._SIZE)
+        now = getattr(self._local, "now", None)
+        if now is None:
+            now = self._local.now = ctypes.create_string_buffer(self._SIZE)
         for sig, saved, handler in self._saved:
             if self._sigaction(sig, None, now) == 0 and ctypes.c_void_p.from_buffer(now).value != handler:
                 self._sigaction(sig, saved, None)

@@ -317,6 +317,20 @@ class Signature:
             self._model = model
         self.schema = self._schema(hints)
         self.text = self._text()
+        # ``bind``'s quick path, for the usual parameters (by position or keyword, or keyword-only):
+        # (name, spec, where, by position?) in order; which ones a call may give by position, and
+        # which it must give.
+        simple = self._model is None and all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        self._quick = (
+            [
+                (p.name, self._specs[p.name], f"{name}(): argument {p.name!r}", p.kind is p.POSITIONAL_OR_KEYWORD)
+                for p in params
+            ]
+            if simple
+            else None
+        )
+        self._positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        self._required = tuple(p.name for p in params if p.default is p.empty)
 
     def _schema(self, hints: Mapping[str, Any]) -> dict[str, Any]:
         if self._model is not None:
@@ -363,6 +377,10 @@ class Signature:
         """Match a guest's call: (arguments by name, as sent; positional and keyword arguments to call with)."""
         if self._model is not None:
             return self._bind_model(args, kwargs)
+        if self._quick is not None:
+            quick = self._bind_quick(args, kwargs)
+            if quick is not None:
+                return quick
         try:
             bound = self._sig.bind(*args, **kwargs)
         except TypeError as e:
@@ -386,6 +404,43 @@ class Signature:
             e.named = named
             raise
         return named, bound.args, bound.kwargs
+
+    def _bind_quick(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
+        """``bind`` without ``inspect`` for a call that fits the parameters (None: one that does not,
+        left to ``inspect.Signature.bind`` and its error message). The same result: the arguments by
+        name in parameter order, and as many positional ones as lead without a gap."""
+        assert self._quick is not None
+        if len(args) > len(self._positional):
+            return None
+        given = dict(zip(self._positional, args, strict=False))
+        for key, value in kwargs.items():
+            if key in given or key not in self._specs:
+                return None
+            given[key] = value
+        for key in self._required:
+            if key not in given:
+                return None
+        named = {pname: given[pname] for pname, _, _, _ in self._quick if pname in given}
+        call_args: list[Any] = []
+        call_kwargs: dict[str, Any] = {}
+        by_keyword = False  # from the first keyword-only or missing parameter on
+        try:
+            for pname, spec, where, positional in self._quick:
+                if pname not in given:
+                    by_keyword = True
+                    continue
+                checked = spec.check(given[pname], where)
+                if by_keyword or not positional:
+                    by_keyword = True
+                    call_kwargs[pname] = checked
+                else:
+                    call_args.append(checked)
+        except Mismatch as e:
+            e.named = named
+            raise
+        return named, tuple(call_args), call_kwargs
 
     def _bind_model(
         self, args: list[Any], kwargs: dict[str, Any]
