@@ -25,8 +25,11 @@ EXIT = WASI.format(name="proc_exit", sig="(param i32)")
 WRITE = WASI.format(name="fd_write", sig="(param i32 i32 i32 i32) (result i32)")
 
 
-def _run(wat: str, **limits: object) -> tuple[_sandbox.RawRun, bytes]:
-    """Compile ``wat`` (instrumented like execr's binaries), run its ``_start``; (raw run, stdout)."""
+def _run(
+    wat: str, spies: dict[str, Callable[..., int]] | None = None, **limits: object
+) -> tuple[_sandbox.RawRun, bytes]:
+    """Compile ``wat`` (instrumented like execr's binaries), run its ``_start``; (raw run, stdout).
+    ``spies`` replace ``GuestFiles`` methods (each gets ``(memory, *args)``)."""
     host = _sandbox.host()
     # the stack pointer and table that execr's instrumentation exports, as in a real binary
     wat = wat.replace(
@@ -38,6 +41,8 @@ def _run(wat: str, **limits: object) -> tuple[_sandbox.RawRun, bytes]:
     stdout, stderr = Capture(None), Capture(None)
     lim = Limits(**{"timeout": 5.0, "memory_limit": None, **limits})  # type: ignore[arg-type]
     with GuestFiles([], stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
+        for method, spy in (spies or {}).items():
+            setattr(files, method, spy)
         launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim)
         raw = host.run(compiled, launch)
     return raw, stdout.value()[0]
@@ -118,25 +123,6 @@ I32_VALUES = (-1, -(2**31), 2**31 - 1, 0x1234)
 I64_VALUES = (-1, -(2**63), 2**63 - 1, -5)
 
 
-def _run_spied(wat: str, spies: dict[str, Callable[..., int]], **limits: object) -> tuple[_sandbox.RawRun, bytes]:
-    """``_run`` with some ``GuestFiles`` methods replaced by ``spies`` (each gets ``(memory, *args)``)."""
-    host = _sandbox.host()
-    wat = wat.replace(
-        '(memory (export "memory") 1)',
-        '(memory (export "memory") 1) (global (mut i32) (i32.const 9)) (table 1 funcref)',
-        1,
-    )
-    compiled = host.compile(_wasm.instrument(wt.wat2wasm(wat)))
-    stdout, stderr = Capture(None), Capture(None)
-    lim = Limits(**{"timeout": 5.0, "memory_limit": None, **limits})  # type: ignore[arg-type]
-    with GuestFiles([], stdin=b"", stdout=stdout, stderr=stderr, caps=Caps()) as files:
-        for method, spy in spies.items():
-            setattr(files, method, spy)
-        launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim)
-        raw = host.run(compiled, launch)
-    return raw, stdout.value()[0]
-
-
 def test_every_file_call_gets_its_arguments_signed_and_returns_its_errno():
     """Each WASI file call reaches its ``GuestFiles`` method with the guest's i32 and i64
     arguments as signed ints (extremes included: what wasmtime-py's trampoline gave), and the
@@ -161,7 +147,7 @@ def test_every_file_call_gets_its_arguments_signed_and_returns_its_errno():
 
     wat = f"""(module {" ".join(imports)} (memory (export "memory") 1)
       (func (export "_start") {" ".join(body)}))"""
-    raw, _ = _run_spied(wat, {method: spy(method) for _, _, method in _guestfs.FUNCTIONS})
+    raw, _ = _run(wat, {method: spy(method) for _, _, method in _guestfs.FUNCTIONS})
     assert raw.outcome is Outcome.COMPLETED, raw
     assert calls == expected
 
@@ -180,7 +166,7 @@ def test_signed_seek_offset_from_the_guest_memory_view():
       (func (export "_start")
         (drop (call $fd_seek (i32.const 3) (i64.const -7) (i32.const 2) (i32.const 64)))
         (call $proc_exit (i32.wrap_i64 (i64.load (i32.const 64))))))"""
-    raw, _ = _run_spied(wat, {"fd_seek": fd_seek})
+    raw, _ = _run(wat, {"fd_seek": fd_seek})
     assert seen == [-7]
     assert raw.exit_code == 993 & 0xFF
 
@@ -201,7 +187,7 @@ def _errno_of_failing_call(error: BaseException, errnos: list[int], **limits: ob
         (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 0)
           (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 8))))
         (loop br 0)))"""
-    raw, _ = _run_spied(wat, {"fd_write": fd_write}, **limits)
+    raw, _ = _run(wat, {"fd_write": fd_write}, **limits)
     return raw
 
 

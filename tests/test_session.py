@@ -354,3 +354,51 @@ def test_each_call_sees_the_session_environment_only(runtime: Runtime) -> None:
         assert s.run("dict(os.environ)").value == "{'A': '1'}"
         assert s.run("del os.environ['A']\ndict(os.environ)").value == "{}"
         assert s.run("os.environ.get('A'), os.getenv('A')").value == "('1', '1')"
+
+
+def test_checkpoints_of_changing_sizes_stay_exact(runtime: Runtime) -> None:
+    """Images after the first are written into memory allocated ahead (a spare file); checkpoints
+    of growing and shrinking size, and one taken in a forked child process, each restore exactly."""
+    import os
+
+    with Session(on=runtime) as s:
+        cps = []
+        for n, mib in enumerate((3, 2, 5, 1, 4)):
+            s.run(f"buf = bytearray({mib} << 20)\nbuf[::4096] = bytes([{n + 1}]) * len(range(0, len(buf), 4096))")
+            cps.append((n + 1, mib, s.checkpoint()))
+        pid = os.fork()
+        if pid == 0:  # the child takes its own checkpoint: never the parent's spare
+            code = 1
+            try:
+                s.run("buf[::4096] = bytes([99]) * len(range(0, len(buf), 4096))")
+                with Session.restore(s.checkpoint(), on=runtime) as back:
+                    code = 0 if back.run("set(buf[::4096])").value == "{99}" else 2
+            finally:
+                os._exit(code)
+        s.run("buf[::4096] = bytes([77]) * len(range(0, len(buf), 4096))")
+        mine = s.checkpoint()
+        assert _wait_child(pid, 120) == 0
+        for n, mib, cp in cps:
+            with Session.restore(cp, on=runtime) as back:
+                assert back.run(
+                    "len(buf) >> 20, set(buf[::4096]), sum(buf) // len(range(0, len(buf), 4096))"
+                ).value == (f"({mib}, {{{n}}}, {n})")
+        with Session.restore(mine, on=runtime) as back:
+            assert back.run("set(buf[::4096])").value == "{77}"
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """A forked child's exit status; it is killed (and None returned) past ``timeout`` seconds."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None

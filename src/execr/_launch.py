@@ -49,6 +49,9 @@ class SessionSlot:
     snap: _snapshot.Snapshot
     workspace: Workspace
     fresh: bool = True  # the session's first call: a new ``__main__`` and fresh random state
+    count: int | None = (
+        None  # the ``execution_count`` this call's result carries (the session undoes it if rolled back)
+    )
 
 
 @dataclasses.dataclass
@@ -205,6 +208,7 @@ def _result(run: Run, raw: _sandbox.RawRun, ws: Workspace, stdout: Capture, stde
         mode="snapshot" if run.snap is not None else "plain",
         tool_calls=run.calls.calls if run.calls is not None else (),
         value=raw.value.decode("utf-8", "replace") if raw.value is not None and outcome is Outcome.COMPLETED else None,
+        execution_count=run.session.count if run.session is not None else None,
     )
 
 

@@ -179,6 +179,7 @@ class Session:
             slot = self._slot
             saved = slot.live.save()
             self._cp = None
+            slot.count = self._count + 1
             result = self._rt.run(request, value=True, session=slot, tools=self._tools)
             undo = result.outcome not in _KEPT or (atomic and not result.ok)
             if undo:
@@ -188,11 +189,11 @@ class Session:
                     self._shut(f"closed: a failed call could not be rolled back ({e})")
                     raise RuntimeClosed(f"this session was closed: a failed call could not be rolled back ({e})") from e
                 note = "the session was rolled back to before this call"
-                result = _replace(result, error=f"{result.error}; {note}" if result.error else note, value=None)
+                error = f"{result.error}; {note}" if result.error else note
+                result = _replace(result, error=error, value=None, execution_count=None)
             else:
                 self._count += 1
                 slot.fresh = False
-                result = _replace(result, execution_count=self._count)
             slot.workspace.rebase()
             self._last = time.monotonic()
             return result

@@ -34,7 +34,6 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import wasmtime as wt
@@ -89,19 +88,20 @@ class Image:
     def __init__(self, state: State) -> None:
         self.data_len, self.stack_pointer = state.data_len, state.stack_pointer
         self.runs: list[tuple[int, int, int]] = []  # (offset in memory, offset in the file, bytes)
-        fd = os.memfd_create("execr-session-image", os.MFD_CLOEXEC)
+        total = sum(len(data) for _, data in state.pages)
+        fd = _spare.take(total)  # pages already allocated: the write below is a copy only
+        if fd is None:
+            fd = os.memfd_create("execr-session-image", os.MFD_CLOEXEC)
         self._finalizer = weakref.finalize(self, os.close, fd)
         self.fd = fd
-        at, writes = 0, []
-        os.ftruncate(fd, sum(len(data) for _, data in state.pages))
+        os.ftruncate(fd, total)
+        at = 0
         for start, data in state.pages:
             if start % PAGE or len(data) % PAGE:
                 raise ValueError(f"page run at {start} (+{len(data)}) is not page-aligned")
-            view = memoryview(data)
-            writes += [(view[i : i + _CHUNK], at + i) for i in range(0, len(view), _CHUNK)]
+            _pwrite(fd, memoryview(data), at)
             self.runs.append((start, at, len(data)))
             at += len(data)
-        _write_all(fd, writes)
         self._view: mmap.mmap | None = None
 
     def pages(self) -> tuple[tuple[int, memoryview], ...]:
@@ -119,32 +119,77 @@ class Image:
         self._finalizer()
 
 
-_CHUNK = 1 << 20  # an image is written in pieces of this size, on two threads when it is large
-_pool: ThreadPoolExecutor | None = None  # the second thread
-_pool_pid = 0
-_pool_lock = threading.Lock()
+class _Spare:
+    """One memfd whose pages are allocated ahead, on a thread of its own, for the next ``Image``.
+
+    Most of an image's cost is not the copy but the kernel allocating (and zeroing) a page per
+    4 KiB as the copy lands. Sessions that checkpoint or fork again and again (an agent's step, a
+    grader's fork per test) make images of about the same size each time, so after each image a
+    spare of its size is allocated in the background, and the next image of at most that size
+    takes it: its write is a copy only. One spare per process, at most ``SPARE_MAX`` bytes, closed
+    after ``SPARE_IDLE`` seconds unused; a forked child never takes its parent's.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._ready: tuple[int, int] | None = None  # (fd, bytes allocated)
+        self._want = 0  # the size to allocate next (0: nothing to do)
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+
+    def take(self, size: int) -> int | None:
+        """A memfd with at least ``size`` bytes allocated (None: none ready); then asks for the next one."""
+        if size > SPARE_MAX or size < SPARE_MIN:
+            return None
+        with self._cond:
+            self._after_fork()
+            ready, fd = self._ready, None
+            if ready is not None and size <= ready[1] <= 2 * size:
+                fd, self._ready = ready[0], None
+            self._want = -(-size // PAGE) * PAGE
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="execr-image-spare", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return fd
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the spare (and the thread) are the parent's
+            if self._ready is not None:
+                os.close(self._ready[0])  # the child's copy of the descriptor; the parent keeps its own
+            self._pid, self._ready, self._thread, self._want = os.getpid(), None, None, 0
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._want > 0, timeout=SPARE_IDLE)
+                want, self._want = self._want, 0
+                if want == 0:  # idle: give the spare back
+                    old, self._ready = self._ready, None
+                    if old is not None:
+                        os.close(old[0])
+                    continue
+                old, self._ready = self._ready, None
+            if old is not None:
+                os.close(old[0])
+            fd = os.memfd_create("execr-session-image", os.MFD_CLOEXEC)
+            try:
+                os.posix_fallocate(fd, 0, want)
+            except OSError:  # out of memory or no fallocate here: images allocate as they write
+                os.close(fd)
+                continue
+            with self._cond:
+                if self._pid == os.getpid() and self._ready is None:
+                    self._ready = (fd, want)
+                    fd = -1
+            if fd >= 0:
+                os.close(fd)
 
 
-def _write_all(fd: int, writes: list[tuple[memoryview, int]]) -> None:
-    """``pwrite`` each ``(bytes, offset)``: a large image on two threads (the kernel's page
-    allocation and copy, most of a checkpoint's cost, run in parallel without the GIL)."""
-    global _pool, _pool_pid
-    if len(writes) < 4:
-        _pwrite_all(fd, writes)
-        return
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():  # a forked child has none of its parent's threads
-            _pool = ThreadPoolExecutor(1, thread_name_prefix="execr-image")
-            _pool_pid = os.getpid()
-    half = len(writes) // 2
-    other = _pool.submit(_pwrite_all, fd, writes[half:])
-    _pwrite_all(fd, writes[:half])
-    other.result()
-
-
-def _pwrite_all(fd: int, writes: list[tuple[memoryview, int]]) -> None:
-    for data, at in writes:
-        _pwrite(fd, data, at)
+SPARE_MIN = 1 << 20  # images smaller than this allocate as they write (it is quick)
+SPARE_MAX = 256 << 20
+SPARE_IDLE = 10.0
+_spare = _Spare()
 
 
 def _pwrite(fd: int, data: memoryview, at: int) -> None:

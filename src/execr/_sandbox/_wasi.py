@@ -136,30 +136,44 @@ def _span(caller: int, ctx: int, run: _Run | None) -> tuple[int, int]:
     return _memory_data(ctx, handle) or 0, _memory_size(ctx, handle) or 0
 
 
-def _clock_raw(_env: int | None, caller: int, args: int, _count: int) -> int:
-    """``clock_time_get(clock, precision, out)``: the time as a u64 at ``out``; never raises."""
-    run = None
-    try:
-        run = _current()
-        clock, _precision, out = _CLOCK_ARGS.unpack(ctypes.string_at(args, _CLOCK_ARGS.size))
-        if clock not in (0, 1, 2, 3):
-            errno = EINVAL
-        else:
-            ctx = _caller_context(caller) or 0
-            base, size = _span(caller, ctx, run)
-            if out + 8 > size:
-                errno = EFAULT
-            else:
-                ctypes.memmove(base + out, _I64_AT.pack(_clock_now(clock)), 8)
-                errno = 0
-    except KeyboardInterrupt:
-        if run is not None:
-            run.interrupt()
-        _stop_now(_caller_context(caller) or 0)
-        errno = EINTR
-    except BaseException:
-        errno = EINVAL
-    ctypes.memmove(args, _RESULT.pack(errno), 4)
+def _errno_call(shape: struct.Struct, body: Callable[[int, _Run | None, tuple[int, ...]], int], failure: int) -> Any:
+    """A raw callback for a WASI call that answers an errno: ``body(caller, run, arguments)``
+    (decoded with ``shape``); never raises. A file cap passed (``LimitHit``): the run stops with
+    ``FILE_LIMIT``, EDQUOT. Ctrl-C: the run is interrupted and stopped, EINTR. Anything else:
+    ``failure``."""
+
+    def call(_env: int | None, caller: int, args: int, _count: int) -> int:
+        run = None
+        try:
+            run = _current()
+            errno = body(caller, run, shape.unpack(ctypes.string_at(args, shape.size)))
+        except _guestfs.LimitHit as e:
+            if run is not None and run.stop is None:
+                run.stop = (Outcome.FILE_LIMIT, e.reason)
+            _stop_now(_caller_context(caller) or 0)
+            errno = EDQUOT
+        except KeyboardInterrupt:
+            if run is not None:
+                run.interrupt()
+            _stop_now(_caller_context(caller) or 0)
+            errno = EINTR
+        except BaseException:
+            errno = failure
+        ctypes.memmove(args, _RESULT.pack(errno), 4)
+        return 0
+
+    return _Raw(call)
+
+
+def _clock(caller: int, run: _Run | None, args: tuple[int, ...]) -> int:
+    """``clock_time_get(clock, precision, out)``: the time as a u64 at ``out``."""
+    clock, _precision, out = args
+    if clock not in (0, 1, 2, 3):
+        return EINVAL
+    base, size = _span(caller, _caller_context(caller) or 0, run)
+    if out + 8 > size:
+        return EFAULT
+    ctypes.memmove(base + out, _I64_AT.pack(_clock_now(clock)), 8)
     return 0
 
 
@@ -241,22 +255,9 @@ def _alloc(caller: int, ctx: int, run: _Run, size: int) -> int:
     return slot[0] & _MASK
 
 
-def _poll_raw(_env: int | None, caller: int, args: int, _count: int) -> int:
+def _poll_call(caller: int, run: _Run | None, args: tuple[int, ...]) -> int:
     """``poll_oneoff(subs, events, nsubs, nevents_out)``: clock waits; descriptors are always ready."""
-    run = None
-    try:
-        run = _current()
-        subs_ptr, events_ptr, nsubs, nevents_ptr = _POLL_ARGS.unpack(ctypes.string_at(args, _POLL_ARGS.size))
-        errno = _poll(caller, _caller_context(caller) or 0, run, subs_ptr, events_ptr, nsubs, nevents_ptr)
-    except KeyboardInterrupt:
-        if run is not None:
-            run.interrupt()
-        _stop_now(_caller_context(caller) or 0)
-        errno = EINTR
-    except BaseException:
-        errno = EINVAL
-    ctypes.memmove(args, _RESULT.pack(errno), 4)
-    return 0
+    return _poll(caller, _caller_context(caller) or 0, run, *args)
 
 
 def _poll(caller: int, ctx: int, run: _Run | None, subs_ptr: int, events_ptr: int, nsubs: int, nevents_ptr: int) -> int:
@@ -328,54 +329,39 @@ def _proc_exit_raw(_env: int | None, caller: int, args: int, _count: int) -> int
     return 0
 
 
-def _files_raw(method: str, params: tuple[str, ...]) -> Callable[[int | None, int, int, int], int]:
+def _files_raw(method: str, params: tuple[str, ...]) -> Any:
     """A WASI file call served by the run's ``GuestFiles`` (see ``_guestfs``); never raises.
 
-    No run or no files: EBADF. A file cap passed (``LimitHit``): the run stops with
-    ``FILE_LIMIT``, EDQUOT. Ctrl-C: the run is interrupted, EINTR. Anything else: EIO.
+    No run or no files: EBADF. No memory: EIO. Otherwise as ``_errno_call`` (a cap passed:
+    ``FILE_LIMIT``, EDQUOT; Ctrl-C: EINTR; anything else: EIO).
     """
-    unpack, size = (shape := struct.Struct("<" + "".join(_SLOT[t] for t in params))).unpack, shape.size
     files_call, view = _guestfs.call, _guestfs.Memory
 
-    def call(_env: int | None, caller: int, args: int, _count: int) -> int:
-        run = None
-        try:
-            run = _current()
-            if run is None or run.files is None:
-                errno = EBADF
-            else:
-                mem = _memory(caller, run)
-                if mem is None:
-                    errno = EIO
-                else:
-                    ctx = _caller_context(caller) or 0
-                    handle = ctypes.addressof(mem._memory)
-                    base, length = _memory_data(ctx, handle) or 0, _memory_size(ctx, handle) or 0
-                    errno = files_call(run.files, method, view(base, length), unpack(ctypes.string_at(args, size)))
-        except _guestfs.LimitHit as e:
-            if run is not None and run.stop is None:
-                run.stop = (Outcome.FILE_LIMIT, e.reason)
-            _stop_now(_caller_context(caller) or 0)
-            errno = EDQUOT
-        except KeyboardInterrupt:
-            if run is not None:
-                run.interrupt()
-            _stop_now(_caller_context(caller) or 0)
-            errno = EINTR
-        except BaseException:
-            errno = EIO
-        ctypes.memmove(args, _RESULT.pack(errno), 4)
-        return 0
+    def body(caller: int, run: _Run | None, args: tuple[int, ...]) -> int:
+        if run is None or run.files is None:
+            return EBADF
+        if _memory(caller, run) is None:
+            return EIO
+        return files_call(run.files, method, view(*_span(caller, _caller_context(caller) or 0, run)), args)
 
-    return call
+    return _errno_call(struct.Struct("<" + "".join(_SLOT[t] for t in params)), body, EIO)
 
+
+_CLOCK_CALL = _errno_call(_CLOCK_ARGS, _clock, EINVAL)
+_POLL_CALL = _errno_call(_POLL_ARGS, _poll_call, EINVAL)
 
 #: (module, name, parameters, results, callback). The callbacks are module globals: every
 #: linker that defines them keeps a pointer to them for as long as the process runs.
 _RAW_FUNCTIONS: Final = (
     (b"host", b"call", [_I32] * 4, [_I32], _Raw(_host_call_raw)),
-    (b"wasi_snapshot_preview1", b"clock_time_get", [_I32, _I64, _I32], [_I32], _Raw(_clock_raw)),
-    (b"wasi_snapshot_preview1", b"poll_oneoff", [_I32] * 4, [_I32], _Raw(_poll_raw)),
+    (
+        b"wasi_snapshot_preview1",
+        b"clock_time_get",
+        [_I32, _I64, _I32],
+        [_I32],
+        _errno_call(_CLOCK_ARGS, _clock, EINVAL),
+    ),
+    (b"wasi_snapshot_preview1", b"poll_oneoff", [_I32] * 4, [_I32], _errno_call(_POLL_ARGS, _poll_call, EINVAL)),
     (b"wasi_snapshot_preview1", b"proc_exit", [_I32], [], _Raw(_proc_exit_raw)),
     *(
         (
@@ -383,7 +369,7 @@ _RAW_FUNCTIONS: Final = (
             name.encode(),
             [_I64 if t == _guestfs.I64 else _I32 for t in params],
             [_I32],
-            _Raw(_files_raw(method, params)),
+            _files_raw(method, params),
         )
         for name, params, method in _guestfs.FUNCTIONS
     ),
