@@ -1,8 +1,13 @@
-"""Raw calls into a guest, for the per-run hot path.
+"""Raw wasmtime calls for the per-run hot path: guest functions, memory, globals, host callbacks.
 
-wasmtime-py's ``Func.__call__`` builds the function's type, its parameter types and value
-objects on every call: ~20 us of Python for a call whose own cost is ~2.5 us. A ``Raw``
-function checks its type once (``i32`` parameters and results only) and then calls
+wasmtime-py builds type and value objects on every call: ``Func.__call__`` costs ~20 us of
+Python for a call whose own cost is ~2.5 us, and even reading a memory's address costs ~5 us
+through ``ctypes.cast``. Here a few wasmtime C functions get private prototypes that take and
+return plain ints (wasmtime-py's own stay as they are). Those that only read or set store
+state keep the GIL (``PyDLL``); ``wasmtime_func_call_unchecked`` runs guest code, so it
+releases it as wasmtime-py's calls do.
+
+A ``Raw`` function checks its type once (``i32`` parameters and results only) and then calls
 ``wasmtime_func_call_unchecked`` with a reused argument array. Traps and errors are raised as
 ``Func.__call__`` raises them (``wt.Trap``, ``wt.ExitTrap``, ``wt.WasmtimeError``).
 """
@@ -11,19 +16,54 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterable
+from typing import Any
 
 import wasmtime as wt
 from wasmtime import _bindings as ffi
 from wasmtime._ffi import WASMTIME_I32
+from wasmtime._ffi import dll as _dll
 from wasmtime._func import maybe_raise_last_exn
 
 __all__ = ["Raw", "global_i32", "memory_span", "read", "table_func", "write", "write_all"]
+
+_pylib = ctypes.PyDLL(_dll._name, handle=_dll._handle)
+_vp, _size = ctypes.c_void_p, ctypes.c_size_t
+
+
+def _proto(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
+    fn = lib[name]  # ``lib[name]`` is a new function object; ``lib.name`` is wasmtime-py's
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+_caller_context = _proto(_pylib, "wasmtime_caller_context", _vp, _vp)
+_memory_data = _proto(_pylib, "wasmtime_memory_data", _vp, _vp, _vp)
+_memory_size = _proto(_pylib, "wasmtime_memory_data_size", _size, _vp, _vp)
+_set_epoch_deadline = _proto(_pylib, "wasmtime_context_set_epoch_deadline", None, _vp, ctypes.c_uint64)
+_func_call = _proto(_dll, "wasmtime_func_call_unchecked", _vp, _vp, _vp, _vp, _size, _vp)
+_trap_delete = _proto(_pylib, "wasm_trap_delete", None, _vp)
+_error_delete = _proto(_pylib, "wasmtime_error_delete", None, _vp)
+_define_unchecked = _proto(
+    _pylib,
+    "wasmtime_linker_define_func_unchecked",
+    _vp,
+    _vp,
+    ctypes.c_char_p,
+    _size,
+    ctypes.c_char_p,
+    _size,
+    _vp,
+    _vp,
+    _vp,
+    _vp,
+)
 
 
 class Raw:
     """A guest function taking and returning only ``i32`` values, callable without per-call type work."""
 
-    __slots__ = ("_func", "_slots", "_trap", "params", "results")
+    __slots__ = ("_at", "_func", "_slots", "_trap", "params", "results")
 
     def __init__(self, store: wt.Store, func: wt.Func) -> None:
         ty = func.type(store)
@@ -31,9 +71,10 @@ class Raw:
         if any(kind != "i32" for kind in kinds):
             raise TypeError(f"not an i32-only function: {kinds}")
         self.params, self.results = len(ty.params), len(ty.results)
-        self._func = func._func
+        self._func = func._func  # the handle (store id and index): held here, passed by address
+        self._at = ctypes.addressof(self._func)
         self._slots = (ffi.wasmtime_val_raw_t * max(1, self.params, self.results))()
-        self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._trap = ctypes.c_void_p()
 
     def __call__(self, store: wt.Store, *args: int) -> int | None:
         """Call it in ``store`` (the store it came from); the first result, or None without one."""
@@ -42,13 +83,12 @@ class Raw:
         slots, trap = self._slots, self._trap
         for i, arg in enumerate(args):
             slots[i].i32 = arg
-        error = ffi.wasmtime_func_call_unchecked(
-            store._context(), ctypes.byref(self._func), slots, len(slots), ctypes.byref(trap)
-        )
-        if error:
-            raise wt.WasmtimeError._from_ptr(error)  # an ExitTrap when it carries an exit status
-        if trap:
-            caught, self._trap = wt.Trap._from_ptr(trap), ctypes.POINTER(ffi.wasm_trap_t)()
+        error = _func_call(store._context(), self._at, slots, len(slots), ctypes.addressof(trap))
+        if error:  # an ExitTrap when it carries an exit status
+            raise wt.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
+        if trap.value:
+            caught = wt.Trap._from_ptr(ctypes.cast(trap.value, ctypes.POINTER(ffi.wasm_trap_t)))
+            trap.value = None
             maybe_raise_last_exn()  # an exception a host function raised takes precedence
             raise caught
         return int(slots[0].i32) if self.results else None
@@ -62,9 +102,8 @@ def table_func(store: wt.Store, table: wt.Table, index: int) -> wt.Func | None:
 
 def memory_span(store: wt.Store, mem: wt.Memory) -> tuple[int, int]:
     """The address and byte length of ``mem`` now (both change when memory grows)."""
-    ctx, handle = store._context(), ctypes.byref(mem._memory)
-    base = ctypes.cast(ffi.wasmtime_memory_data(ctx, handle), ctypes.c_void_p).value or 0
-    return base, ffi.wasmtime_memory_data_size(ctx, handle)
+    ctx, handle = store._context(), ctypes.addressof(mem._memory)
+    return _memory_data(ctx, handle) or 0, _memory_size(ctx, handle)
 
 
 def write(store: wt.Store, mem: wt.Memory, data: bytes, at: int) -> None:

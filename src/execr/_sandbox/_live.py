@@ -40,7 +40,7 @@ import wasmtime as wt
 
 from .._exports import SP_EXPORT
 from . import _pagemap
-from ._call import Raw, global_i32
+from ._call import Raw, global_i32, memory_span
 from ._threads import _reaper
 
 __all__ = ["Image", "Live", "Saved", "State"]
@@ -262,7 +262,7 @@ class Live:
         bytes are private they are folded into the session's file instead (same bytes, now
         file-backed: rollback drops back to them), so a call copies only what the calls since the
         last fold wrote, not all the session ever changed."""
-        base, length = self._base(), self.mem.data_len(self.store)
+        base, length = memory_span(self.store, self.mem)
         if _pagemap.available():
             flat = _pagemap.scan_flat(base, base + length)  # absolute [start, end, start, end, ...]
             size = sum(flat[1::2]) - sum(flat[0::2])

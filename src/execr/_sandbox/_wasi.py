@@ -10,10 +10,21 @@ from typing import Any, Final
 
 import wasmtime as wt
 from wasmtime import _bindings as ffi
-from wasmtime._ffi import dll as _dll
 
 from .. import _guestfs
 from .._results import Outcome
+from ._call import (
+    _caller_context,
+    _define_unchecked,
+    _error_delete,
+    _func_call,
+    _memory_data,
+    _memory_size,
+    _set_epoch_deadline,
+    _size,
+    _trap_delete,
+    _vp,
+)
 from ._run import _current, _Run
 
 EBADF, EDQUOT, EFAULT, EINTR, EINVAL, EIO = 8, 19, 21, 27, 28, 29  # WASI errnos
@@ -44,43 +55,6 @@ def _clock_now(clock: int) -> int:
 
 NO_HOST, HOST_FAULT = -1, -2  # ``host.call``'s failures (0 is an answer)
 _MASK = 0xFFFFFFFF
-
-# Private prototypes of a few wasmtime calls (wasmtime-py's own stay as they are), taking and
-# returning plain ints. Those that only read or set store state keep the GIL (``PyDLL``);
-# ``wasmtime_func_call_unchecked`` runs guest code (``host_alloc``), so it releases it as
-# wasmtime-py's calls do.
-_pylib = ctypes.PyDLL(_dll._name, handle=_dll._handle)
-_vp, _size = ctypes.c_void_p, ctypes.c_size_t
-
-
-def _proto(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
-    fn = lib[name]  # ``lib[name]`` is a new function object; ``lib.name`` is wasmtime-py's
-    fn.restype = restype
-    fn.argtypes = argtypes
-    return fn
-
-
-_caller_context = _proto(_pylib, "wasmtime_caller_context", _vp, _vp)
-_memory_data = _proto(_pylib, "wasmtime_memory_data", _vp, _vp, _vp)
-_memory_size = _proto(_pylib, "wasmtime_memory_data_size", _size, _vp, _vp)
-_set_epoch_deadline = _proto(_pylib, "wasmtime_context_set_epoch_deadline", None, _vp, ctypes.c_uint64)
-_func_call = _proto(_dll, "wasmtime_func_call_unchecked", _vp, _vp, _vp, _vp, _size, _vp)
-_trap_delete = _proto(_pylib, "wasm_trap_delete", None, _vp)
-_error_delete = _proto(_pylib, "wasmtime_error_delete", None, _vp)
-_define_unchecked = _proto(
-    _pylib,
-    "wasmtime_linker_define_func_unchecked",
-    _vp,
-    _vp,
-    ctypes.c_char_p,
-    _size,
-    ctypes.c_char_p,
-    _size,
-    _vp,
-    _vp,
-    _vp,
-    _vp,
-)
 
 _Raw = ctypes.CFUNCTYPE(_size, _vp, _vp, _vp, _size)  # (env, caller, args_and_results, count) -> trap
 _I32_AT = struct.Struct("<I")
