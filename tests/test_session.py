@@ -402,3 +402,27 @@ def _wait_child(pid: int, timeout: float) -> int | None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
+
+
+def test_the_idle_reaper_never_trims_a_session_in_a_call(runtime: Runtime) -> None:
+    """The reaper gives back an idle session's save buffer, but never while a call holds the
+    session (its save could be reading that buffer): a busy session keeps it."""
+    import threading
+
+    from execr import _session
+
+    with Session(on=runtime) as s:
+        s.run("x = 1")
+        s.run("x + 1")
+        live = s._slot.live
+        assert len(live._buffer) > 0
+        reaper = threading.Thread(target=_session._Reaper._trim, args=(s,))  # the reaper's own thread
+        with s._lock:  # what a call in progress holds
+            reaper.start()
+            reaper.join()
+            assert len(live._buffer) > 0, "trimmed under a running call"
+        reaper = threading.Thread(target=_session._Reaper._trim, args=(s,))
+        reaper.start()
+        reaper.join()
+        assert len(live._buffer) == 0
+        assert s.run("x + 2").value == "3"
