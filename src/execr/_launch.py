@@ -49,9 +49,8 @@ class SessionSlot:
     snap: _snapshot.Snapshot
     workspace: Workspace
     fresh: bool = True  # the session's first call: a new ``__main__`` and fresh random state
-    count: int | None = (
-        None  # the ``execution_count`` this call's result carries (the session undoes it if rolled back)
-    )
+    #: The ``execution_count`` this call's result carries (the session clears it if the call is rolled back).
+    count: int | None = None
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from .._tools import ToolRun
 from .._verdict import Evidence, Trap, verdict
 from . import _stack
 from ._boot import BootImage, boot
-from ._call import Raw, global_i32
+from ._call import Raw, global_i32, memory_span
 from ._consts import MAX_WASM_STACK, UNLIMITED_FUEL, engine_config
 from ._entry import enter, start
 from ._entry import value as read_value
@@ -249,7 +249,8 @@ class Host:
                 except (wt.Trap, wt.WasmtimeError) as e:
                     trap = _trap_kind(e)
                 finally:
-                    memory, data_len = mem.size(store), mem.data_len(store)
+                    data_len = memory_span(store, mem)[1]
+                    memory = data_len // 65536  # in wasm pages
                     grow = _take_grow_failures(store, exports)
         except (wt.Trap, wt.WasmtimeError) as e:  # instantiation refused
             if "memory" in str(e) and limit is not None:

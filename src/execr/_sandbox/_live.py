@@ -254,7 +254,7 @@ class Live:
         self._file_len = 0  # the session's file's size (0: none open)
 
     def _base(self) -> int:
-        return ctypes.cast(self.mem.data_ptr(self.store), ctypes.c_void_p).value or 0
+        return memory_span(self.store, self.mem)[0]
 
     def save(self) -> Saved:
         """What ``rollback`` needs to come back here (call only between runs): the private pages,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
 import weakref
@@ -14,7 +13,7 @@ import wasmtime as wt
 from .._exports import SP_EXPORT
 from .._process import Phase, at_exit
 from . import _pagemap
-from ._call import Raw, global_i32
+from ._call import Raw, global_i32, memory_span
 from ._consts import KEEP_RESIDENT, MAX_IDLE
 from ._threads import _reaper
 
@@ -33,8 +32,7 @@ class _Warm:
         self.store, self.exports, self.mem, self.sp = store, exports, mem, sp
         self.calls: dict[int, Raw] = {}  # entry functions resolved in this instance (``_entry``)
         self.sp0 = sp.value(store)
-        self.length = mem.data_len(store)
-        base = ctypes.cast(mem.data_ptr(store), ctypes.c_void_p).value or 0
+        base, self.length = memory_span(store, mem)
         self.restorer = _pagemap.Restorer(base, self.length, KEEP_RESIDENT)
 
     def reset(self) -> bool:
