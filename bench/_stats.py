@@ -49,10 +49,11 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def target_lines(targets: dict[str, bool | None], width: int) -> list[str]:
-    """The report's targets section: one PASS / FAIL / skipped line per target."""
-    out = ["targets"]
-    for name, good in targets.items():
+def footer(res: dict[str, Any], width: int, rule: int) -> list[str]:
+    """The report's end: the targets (one PASS / FAIL / skipped line each, names ``width`` wide),
+    the total time, between rules ``rule`` wide."""
+    out = ["-" * rule, "targets"]
+    for name, good in res["targets"].items():
         mark = "skipped" if good is None else ("PASS" if good else "FAIL")
         out.append(f"  {name:<{width}}{mark:>10}")
-    return out
+    return [*out, f"total benchmark time: {res['elapsed_s']:.0f} s", "=" * rule]

@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("EXECR_QUIET", "1")
 
 import wasmtime as wt
-from _stats import log, summarize, target_lines
+from _stats import footer, log, summarize
 
 import execr
 from execr import _sandbox
@@ -496,10 +496,7 @@ def render(res: dict[str, Any]) -> str:
         if "seconds" in cd["snapshot_build"] and "seconds" in cd["plain_compile"]:
             extra = cd["snapshot_build"]["seconds"] - cd["plain_compile"]["seconds"]
             lines.append(f"{'  => snapshot build beyond plain (s)':<40}{extra:>12.1f}")
-    lines.append("-" * w)
-    lines += target_lines(res["targets"], 50)
-    lines.append(f"total benchmark time: {res['elapsed_s']:.0f} s")
-    lines.append("=" * w)
+    lines += footer(res, 50, w)
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 os.environ.setdefault("EXECR_QUIET", "1")
 
-from _stats import log, summarize, target_lines
+from _stats import footer, log, summarize
 
 import execr
 from execr import Session
@@ -326,10 +326,7 @@ def render(res: dict[str, Any]) -> str:
         + ("" if i["rss_after_trim_mb"] is None else f" ({i['rss_after_trim_mb']:.0f} after malloc_trim)")
         + f", descriptors {i['fds_after_close']}"
     )
-    lines.append("-" * w)
-    lines += target_lines(res["targets"], 60)
-    lines.append(f"total benchmark time: {res['elapsed_s']:.0f} s")
-    lines.append("=" * w)
+    lines += footer(res, 60, w)
     return "\n".join(lines)
 
 
