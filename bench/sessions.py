@@ -98,7 +98,7 @@ def machine() -> dict[str, Any]:
 
 
 def calls(rt: execr.Runtime, q: bool) -> dict[str, Any]:
-    """A session call ``x + 1`` vs a fresh run of the same, in one process."""
+    """A session call ``x + 1`` (and a statement) vs a fresh run of the same, in one process."""
     res: dict[str, Any] = {}
     with Session(on=rt) as s:
         ok(s.run("x = 1"), "setup")
@@ -106,6 +106,9 @@ def calls(rt: execr.Runtime, q: bool) -> dict[str, Any]:
             ok(s.run("x + 1"), "warm-up", "2")
         res["session"] = timed(300 if q else 2000, lambda: s.run("x + 1"))
         ok(s.run("x + 1"), "session call", "2")
+        # a statement takes the general path in the guest (parse, split off a last expression, compile)
+        res["session_statement"] = timed(300 if q else 2000, lambda: s.run("y = x + 1"))
+        ok(s.run("y"), "statement call", "2")
     for _ in range(5):
         ok(rt.execute("x = 1\nx + 1"), "fresh warm-up")
     res["fresh"] = timed(100 if q else 500, lambda: rt.execute("x = 1\nx + 1"))
@@ -280,6 +283,7 @@ def render(res: dict[str, Any]) -> str:
     c = res["calls"]
     lines.append("calls")
     row("  session call `x + 1`", c["session"])
+    row("  session call `y = x + 1` (a statement)", c["session_statement"])
     row('  fresh execute("x = 1\\nx + 1"), same Runtime', c["fresh"], f"{c['ratio_p50']:.1f}x the session's p50")
     row("  session call `x + 1`, 64 MiB heap", c["session_big"])
     f = res["fork"]

@@ -135,3 +135,38 @@ def test_valid_files_still_pass() -> None:
     """Sibling and nested keys that do not clash are accepted unchanged."""
     req = make_request("pass", files={"a/b": "1", "a/c": b"2", "ab": "3"})
     assert dict(req.files) == {"a/b": b"1", "a/c": b"2", "ab": b"3"}
+
+
+HUGE = 10**5000  # repr() and str() of it raise ValueError (Python's 4,300-digit limit)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"code": HUGE},
+        {"mounts": [("/tmp", HUGE)]},
+        {"mounts": [("/tmp", "/m", HUGE)]},
+        {"mounts": [HUGE]},
+        {"env": {"A": HUGE}},
+        {"env": {HUGE: "a"}},
+        {"files": {HUGE: "a"}},
+        {"files": {"a": HUGE}},
+        {"timeout": HUGE},
+        {"max_stdout": HUGE},
+        {"limits": {HUGE: 1}},
+        {"runtime": HUGE},
+        {"inputs": {"a": float("nan")}},
+        {"inputs": {HUGE: 1}},
+        {"args": [HUGE]},
+        {"stdin": HUGE},
+        {"max_tool_calls": HUGE, "tools": {"f": len}},
+        {"tools": {HUGE: len}},
+    ],
+)
+def test_unprintable_values_are_refused_with_a_short_message(kwargs: dict[str, Any]) -> None:
+    """A value whose repr fails or runs to thousands of characters is still an InvalidArgument,
+    and the message quoting it stays short."""
+    code = kwargs.pop("code", "print(1)")
+    with pytest.raises(InvalidArgument) as caught:
+        execr.execute(code, **kwargs)
+    assert len(str(caught.value)) < 400, str(caught.value)[:500]

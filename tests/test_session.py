@@ -101,6 +101,82 @@ def test_files_persist_across_calls_and_are_reported_per_call(session: Session) 
     assert session.run("sorted(__import__('os').listdir('.'))").value == "['a.txt', 'b.txt']"
 
 
+@pytest.mark.parametrize(
+    ("code", "value", "stderr"),
+    [
+        ("x + 2", "42", ""),  # one line, one expression: compiled once, in eval mode
+        ("*[x], 1", "(40, 1)", ""),  # an expression statement that eval mode refuses
+        ("x + 2;", "42", ""),
+        ("x = x + 0", None, ""),
+        ("x is 4", "False", "SyntaxWarning"),  # a one-line expression's warnings are shown, once
+        ('[1][0]; "\\d"', "'\\\\d'", "SyntaxWarning"),
+        ('y = "\\d"', None, "SyntaxWarning"),
+        ("y = [0][0if 1 else 1]", None, "SyntaxWarning"),  # the tokenizer's warning, before "="
+        ("y = 0x1for 1", None, "SyntaxWarning"),
+    ],
+)
+def test_one_line_values_and_warnings_are_those_of_the_general_path(
+    session: Session, code: str, value: str | None, stderr: str
+) -> None:
+    """A single-line expression takes a shorter path in the guest: same value, each warning once."""
+    session.run("x = 40")
+    r = session.run(code)
+    assert (r.ok, r.value) == (True, value), r.stderr
+    assert r.stderr.count("SyntaxWarning") == (1 if stderr else 0), r.stderr
+
+
+def test_one_line_errors_point_at_the_code(session: Session) -> None:
+    """An error in a one-line expression has the traceback and line of the general path."""
+    r = session.run("1 / 0")
+    assert r.outcome is Outcome.FAILED and r.value is None
+    assert r.stderr.splitlines()[1:] == [
+        '  File "/__execr__/main.py", line 1, in <module>',
+        "    1 / 0",
+        "    ~~^~~",
+        "ZeroDivisionError: division by zero",
+    ]
+    r = session.run("(1 +")
+    assert "SyntaxError" in r.stderr and r.stderr.count("SyntaxError") == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "changed"),
+    [
+        ("", "open('n.txt', 'w').close()", ["/n.txt"]),
+        ("open('a.txt', 'w').write('one')", "open('a.txt', 'w')", ["/a.txt"]),  # truncated on open
+        ("open('a.txt', 'w').write('one')", "import os; os.rename('a.txt', 'b.txt')", ["/b.txt"]),
+        ("open('a.txt', 'w').write('one')", "import os; os.utime('a.txt', (1, 1))", ["/a.txt"]),
+        ("open('a.txt', 'w').write('one')", "import os; f = open('a.txt'); os.utime(f.fileno(), (1, 1))", ["/a.txt"]),
+        ("open('a.txt', 'w').write('one')", "open('a.txt', 'r+').write('two')", ["/a.txt"]),
+        ("open('a.txt', 'w').write('one')", "open('a.txt', 'a').write('!')", ["/a.txt"]),
+        ("import os; os.mkdir('d')", "open('d/f', 'w').close()", ["/d/f"]),
+        ("open('a.txt', 'w').write('one')", "open('a.txt').read()", []),
+    ],
+)
+def test_each_kind_of_change_is_reported_and_a_read_reports_none(
+    runtime: Runtime, setup: str, code: str, changed: list
+) -> None:
+    """A call that changes no file skips the walk of the working directory; every call that can
+    change one (create, truncate, rename, retime, write, append) is still seen."""
+    with Session(on=runtime) as s:
+        s.run(setup)
+        r = s.run(code)
+        assert r.ok, r.stderr
+        assert [f.path for f in r.files] == changed
+        assert s.run("open('z.txt', 'w').close()").files[0].path == "/z.txt"  # the next call still sees its own
+
+
+def test_removals_count_against_the_file_cap_after_a_quiet_call(runtime: Runtime) -> None:
+    """The session's file usage stays exact when calls that change nothing come in between."""
+    with Session(on=runtime, max_files=3) as s:
+        assert s.run("for i in range(3): open(f'{i}.txt', 'w').close()").ok
+        assert s.run("1 + 1").value == "2"
+        assert s.run("open('3.txt', 'w')").outcome is Outcome.FILE_LIMIT
+        assert s.run("import os; os.remove('0.txt')").ok
+        assert s.run("x = 1").ok
+        assert s.run("open('4.txt', 'w').close()").ok
+
+
 def test_checkpoint_fork_and_restore(session: Session, runtime: Runtime) -> None:
     """A checkpoint restores state and files; a fork is independent and draws other random numbers."""
     session.run("import random\nstate = {'k': [1, 2, 3]}\nopen('f.txt', 'w').write('saved')")
@@ -415,14 +491,14 @@ def test_the_idle_reaper_never_trims_a_session_in_a_call(runtime: Runtime) -> No
         s.run("x = 1")
         s.run("x + 1")
         live = s._slot.live
-        assert len(live._buffer) > 0
+        assert live._buffer.getbuffer().nbytes > 0
         reaper = threading.Thread(target=_session._Reaper._trim, args=(s,))  # the reaper's own thread
         with s._lock:  # what a call in progress holds
             reaper.start()
             reaper.join()
-            assert len(live._buffer) > 0, "trimmed under a running call"
+            assert live._buffer.getbuffer().nbytes > 0, "trimmed under a running call"
         reaper = threading.Thread(target=_session._Reaper._trim, args=(s,))
         reaper.start()
         reaper.join()
-        assert len(live._buffer) == 0
+        assert live._buffer.getbuffer().nbytes == 0
         assert s.run("x + 2").value == "3"

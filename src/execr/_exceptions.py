@@ -48,6 +48,16 @@ __all__ = [
 ]
 
 
+def shown(value: object, limit: int = 120) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: messages quote untrusted
+    values, and a repr can fail (an int of over 4,300 digits, a broken ``__repr__``) or be huge."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class ExecrError(Exception):
     """Base class of every exception execr raises."""
 

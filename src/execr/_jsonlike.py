@@ -13,7 +13,7 @@ import keyword
 import math
 from typing import Any, Final
 
-from ._exceptions import InvalidArgument
+from ._exceptions import InvalidArgument, shown
 
 __all__ = ["MAX_DEPTH", "MAX_ITEMS", "check", "check_inputs"]
 
@@ -51,7 +51,7 @@ def _walk(where: str, value: object, depth: int, budget: _Budget, seen: set[int]
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidArgument(f"{where} must be a finite number; got {value!r}")
+            raise InvalidArgument(f"{where} must be a finite number; got {shown(value)}")
         return float(value)
     if isinstance(value, str):
         return _str(where, value, budget)
@@ -93,7 +93,7 @@ def check_inputs(inputs: object) -> dict[str, Any]:
         raise InvalidArgument(f"inputs must be a dict of names to JSON-like values; got {type(inputs).__name__}")
     for name in inputs:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise InvalidArgument(f"inputs keys must be Python identifiers; got {name!r:.60}")
+            raise InvalidArgument(f"inputs keys must be Python identifiers; got {shown(name, 60)}")
         if name.startswith("__") and name.endswith("__"):
             raise InvalidArgument(f"inputs cannot set the dunder name {name!r}")
     out = check("inputs", inputs)

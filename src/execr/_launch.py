@@ -141,13 +141,13 @@ def _in_workspace(run: Run, ws: Workspace, scratch: _datafiles.Scratch) -> Resul
         launch = _sandbox.Launch(files=files, stdout=stdout, stderr=stderr, limits=lim, cancel=run.cancel)
         launch.tools = run.calls
         if run.snap is not None:
-            launch.entry = dataclasses.replace(run.snap.entry, patches=tuple(patches))
+            launch.entry = run.snap.entry.patched(tuple(patches))
         else:
             launch.argv = spec.plain_argv(SCRIPT, request.args)
             launch.env = env
             launch.start = spec.start
         raw = run.compiled.host.run(run.compiled, launch, None if run.session is None else run.session.live)
-    return _result(run, raw, ws, stdout, stderr)
+    return _result(run, raw, ws, stdout, stderr, files.touched)
 
 
 def _control(run: Run, env: list[tuple[str, str]], path: list[str]) -> tuple[dict[str, bytes], list[tuple[int, bytes]]]:
@@ -179,14 +179,15 @@ def _control(run: Run, env: list[tuple[str, str]], path: list[str]) -> tuple[dic
     return control, patches
 
 
-def _result(run: Run, raw: _sandbox.RawRun, ws: Workspace, stdout: Capture, stderr: Capture) -> Result:
-    """The run's Result: outputs, the files it changed (over the cap: a file limit), ``stdio=`` written."""
+def _result(run: Run, raw: _sandbox.RawRun, ws: Workspace, stdout: Capture, stderr: Capture, touched: bool) -> Result:
+    """The run's Result: outputs, the files it changed (over the cap: a file limit), ``stdio=`` written;
+    ``touched``: whether the guest made a call that could change a writable tree."""
     request, lim = run.request, run.request.limits
     out, out_dropped = stdout.value()
     err, err_dropped = stderr.value()
     outcome, error = raw.outcome, raw.error
     exit_code = raw.exit_code
-    files_out, problem = ws.changed(lim.max_returned_file_bytes)
+    files_out, problem = ws.changed(lim.max_returned_file_bytes, touched)
     if problem is not None and outcome in (Outcome.COMPLETED, Outcome.FAILED):
         outcome, error = Outcome.FILE_LIMIT, problem
     if request.stdio is not None:

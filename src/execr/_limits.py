@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._exceptions import InvalidArgument
+from ._exceptions import InvalidArgument, shown
 
 __all__ = ["DEFAULT_LIMITS", "UNSET", "Limits", "Unset"]
 
@@ -49,17 +49,17 @@ def _number(name: str, value: object, *, integer: bool, minimum: float, maximum:
     unit = " of seconds" if name == "timeout" else unit
     rule = f"{name} must be {kind}{unit} {'>=' if integer else 'above'} {minimum:g}, or None"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{rule}; got {_safe(value)} ({type(value).__name__})")
+        raise InvalidArgument(f"{rule}; got {shown(value)} ({type(value).__name__})")
     if integer and not isinstance(value, int):
         if not (isinstance(value, float) and value.is_integer()):
-            raise InvalidArgument(f"{rule}; got {_safe(value)}")
+            raise InvalidArgument(f"{rule}; got {shown(value)}")
         value = int(value)
     if isinstance(value, float) and not math.isfinite(value):  # (an int is finite; isfinite overflows on 10**400)
-        raise InvalidArgument(f"{rule}; got {_safe(value)}")
+        raise InvalidArgument(f"{rule}; got {shown(value)}")
     if (value < minimum) if integer else (value <= minimum):
-        raise InvalidArgument(f"{rule}; got {_safe(value)}")
+        raise InvalidArgument(f"{rule}; got {shown(value)}")
     if value > maximum:
-        raise InvalidArgument(f"{name} must be at most {why}, or None; got {_safe(value)}")
+        raise InvalidArgument(f"{name} must be at most {why}, or None; got {shown(value)}")
     return value
 
 
@@ -123,7 +123,7 @@ class Limits:
         names = {f.name for f in dataclasses.fields(self)}
         for key in changes:
             if key not in names:
-                raise InvalidArgument(f"unknown limit {_safe(key)}; known limits: {', '.join(sorted(names))}")
+                raise InvalidArgument(f"unknown limit {shown(key)}; known limits: {', '.join(sorted(names))}")
         given = {k: v for k, v in changes.items() if v is not UNSET}
         return dataclasses.replace(self, **given) if given else self
 
@@ -139,7 +139,7 @@ class Limits:
         given = dict(data)
         for key in given:
             if not isinstance(key, str):
-                raise InvalidArgument(f"limits keys must be limit names (str); got {_safe(key)}")
+                raise InvalidArgument(f"limits keys must be limit names (str); got {shown(key)}")
         return DEFAULT_LIMITS.replace(**given)
 
     def exceeds(self, cap: Limits) -> list[str]:
@@ -150,15 +150,6 @@ class Limits:
             if theirs is not None and (mine is None or mine > theirs):
                 over.append(field.name)
         return over
-
-
-def _safe(value: object) -> str:
-    """``repr(value)``, cut short (a message must stay readable whatever it quotes)."""
-    try:
-        text = repr(value)
-    except Exception:  # e.g. an int too long to print, or an object whose __repr__ fails
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 DEFAULT_LIMITS: Final = Limits()

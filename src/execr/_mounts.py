@@ -20,7 +20,7 @@ import posixpath
 from pathlib import Path
 from typing import Final
 
-from ._exceptions import InvalidArgument
+from ._exceptions import InvalidArgument, shown
 
 __all__ = ["CONTROL", "PACKAGES", "SCRIPT", "SLOTS", "Mount", "Preopen", "guest_path", "host_dir", "slot_placeholder"]
 
@@ -54,7 +54,7 @@ class Mount:
         object.__setattr__(self, "host", host_dir(self.host, "mount host path"))
         object.__setattr__(self, "guest", guest_path(self.guest, "mount guest path"))
         if not isinstance(self.writable, bool):
-            raise InvalidArgument(f"mount writable must be True or False; got {self.writable!r}")
+            raise InvalidArgument(f"mount writable must be True or False; got {shown(self.writable)}")
 
     @classmethod
     def parse(cls, spec: str) -> Mount:
@@ -63,7 +63,7 @@ class Mount:
             raise InvalidArgument(f"mount spec must be a string HOST:GUEST[:rw|ro]; got {type(spec).__name__}")
         parts = spec.rsplit(":", 2) if spec.endswith((":rw", ":ro")) else spec.rsplit(":", 1)
         if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise InvalidArgument(f"mount spec must look like HOST:GUEST[:rw|ro]; got {spec!r}")
+            raise InvalidArgument(f"mount spec must look like HOST:GUEST[:rw|ro]; got {shown(spec)}")
         return cls.of(parts[0], parts[1], writable=len(parts) == 3 and parts[2] == "rw")
 
     @classmethod
@@ -87,15 +87,15 @@ def host_dir(value: object, what: str) -> Path:
 def guest_path(value: object, what: str, *, relative_ok: bool = False) -> str:
     """A normalized absolute guest path, refusing ``..``, NUL and the reserved paths."""
     if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string; got {value!r}")
+        raise InvalidArgument(f"{what} must be a non-empty string; got {shown(value)}")
     if "\0" in value:
-        raise InvalidArgument(f"{what} must not contain NUL; got {value!r}")
+        raise InvalidArgument(f"{what} must not contain NUL; got {shown(value)}")
     if not value.startswith("/"):
         if not relative_ok:
-            raise InvalidArgument(f"{what} must be absolute (start with '/'); got {value!r}")
+            raise InvalidArgument(f"{what} must be absolute (start with '/'); got {shown(value)}")
         value = "/" + value
     if ".." in value.split("/"):
-        raise InvalidArgument(f"{what} must not contain '..'; got {value!r}")
+        raise InvalidArgument(f"{what} must not contain '..'; got {shown(value)}")
     norm = posixpath.normpath(value)
     norm = "/" + norm.lstrip("/")
     if len(norm.encode()) > MAX_GUEST_PATH:

@@ -11,7 +11,7 @@ import argparse
 import re
 from collections.abc import Callable
 
-from ._exceptions import InvalidArgument
+from ._exceptions import InvalidArgument, shown
 
 __all__ = ["at_least", "count", "parse_size", "positive", "seconds", "size"]
 
@@ -29,7 +29,7 @@ def parse_size(text: str) -> int:
     m = _SIZE.fullmatch(str(text).strip())
     value = float(m["num"]) * _UNITS[m["unit"].lower()] if m else float("nan")
     if not value.is_integer():
-        raise InvalidArgument(f"expected a whole number of bytes like 65536, 64K, 512M or 1G; got {text!r}")
+        raise InvalidArgument(f"expected a whole number of bytes like 65536, 64K, 512M or 1G; got {shown(text)}")
     return int(value)
 
 
@@ -40,7 +40,7 @@ def seconds(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (e.g. 2.5) or 'none'; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected seconds (e.g. 2.5) or 'none'; got {shown(text)}") from None
 
 
 def size(text: str) -> int | None:
@@ -66,7 +66,7 @@ def count(text: str) -> int | None:
     except ValueError:
         value = float("nan")
     if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'none'; got {shown(text)}")
     return int(value)
 
 
@@ -79,7 +79,7 @@ def at_least(minimum: int) -> Callable[[str], int]:
         except ValueError:
             value = minimum - 1
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}; got {shown(text)}")
         return value
 
     return parse

@@ -7,7 +7,6 @@ limit keywords (``PER_CALL``) and makes its request from the session's base requ
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,8 +72,7 @@ def call_request(
     if isinstance(code, (bytes, bytearray)):
         raise InvalidArgument("code must be text (str); decode bytes first, e.g. code.decode('utf-8')")
     # the session's own fields (runtime, env, mounts, pythonpath) were validated when it was made
-    return dataclasses.replace(
-        base,
+    return base.derived(
         code=_text("code", code),
         stdin=_bytes("stdin", stdin),
         limits=base.limits.replace(**limit_kwargs) if limit_kwargs else base.limits,

@@ -112,6 +112,7 @@ class Workspace:
                 self._put(path, content)
             self.before: FileState = {}
             self._after: tuple[FileState, int, int] | None = None  # ``changed()``'s walk, for ``rebase()``
+            self._trees: list[Tree] | None = None  # ``trees()``'s fixed ones
             entries = size = 0
             for guest, host in self.writable:
                 if host == self._own and not files:
@@ -144,28 +145,38 @@ class Workspace:
             ) from e
 
     def trees(self, control: Mapping[str, bytes]) -> list[Tree]:
-        """The preopened trees of this run, in the fixed order (``control``: the files of /__execr__)."""
-        out = [
-            Tree("/", self.root, True, fresh=bool(self._own)),
-            Tree(CONTROL, files=dict(control)),
-            Tree(PACKAGES, self.packages) if self.packages is not None else Tree(PACKAGES, files={}),
-        ]
-        for i in range(SLOTS):
-            if i < len(self.mounts):
-                m = self.mounts[i]
-                out.append(Tree(m.guest, str(m.host), m.writable))
-            else:
-                out.append(Tree(slot_placeholder(i), files={}))
-        return out
+        """The preopened trees of this run, in the fixed order (``control``: the files of /__execr__).
 
-    def changed(self, cap: int | None) -> tuple[tuple[OutputFile, ...], str | None]:
+        All but /__execr__ are made once per workspace (a session's calls reuse them, one at a
+        time: ``GuestFiles`` opens and closes their directories per run).
+        """
+        if self._trees is None:
+            fixed = [
+                Tree("/", self.root, True, fresh=bool(self._own)),
+                Tree(PACKAGES, self.packages) if self.packages is not None else Tree(PACKAGES, files={}),
+            ]
+            for i in range(SLOTS):
+                if i < len(self.mounts):
+                    m = self.mounts[i]
+                    fixed.append(Tree(m.guest, str(m.host), m.writable))
+                else:
+                    fixed.append(Tree(slot_placeholder(i), files={}))
+            self._trees = fixed
+        root, *rest = self._trees
+        return [root, Tree(CONTROL, files=dict(control)), *rest]
+
+    def changed(self, cap: int | None, touched: bool = True) -> tuple[tuple[OutputFile, ...], str | None]:
         """Files created or changed by the run (content up to ``cap`` bytes each), and a problem, if any.
 
         The problem is set when part of a writable tree cannot be read: that counts as a
-        violation of the file caps, never as nothing written.
+        violation of the file caps, never as nothing written. ``touched=False`` (the run made no
+        call that could change a writable tree, ``GuestFiles.touched``): nothing, without a walk.
         """
         out: list[OutputFile] = []
         self._after = None
+        if not touched:
+            self._after = (self.before, *self.usage)
+            return (), None
         after: FileState = {}
         entries = size = 0
         for guest, host in self.writable:

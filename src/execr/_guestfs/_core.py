@@ -69,6 +69,9 @@ class Core:
         self._opened = 0
         self._free: list[int] = []  # closed descriptors below the highest ever used (a heap)
         self._mine: set[int] = set()  # descriptors the guest opened (what max_open_files counts)
+        #: whether a call could have changed a writable tree (opened a file there for writing, made,
+        #: removed, renamed or retimed something): if not, the run changed no file (``_writes``)
+        self.touched = False
         try:
             for i, tree in enumerate(trees):
                 if not tree.virtual:
@@ -109,6 +112,12 @@ class Core:
         return len(self._mine)
 
     # -- helpers --
+
+    def _writes(self, tree: Tree) -> bool:
+        """Whether ``tree`` may be changed (the one check every changing call makes); if so, ``touched``."""
+        if tree.writable:
+            self.touched = True
+        return tree.writable
 
     def _entry(self, fd: int) -> _Entry:
         entry = self._table.get(fd)

@@ -138,12 +138,12 @@ class FdCalls(Core):
     def fd_filestat_set_times(self, mem: Memory, fd: int, atim: int, mtim: int, flags: int) -> int:
         entry = self._entry(fd)
         if isinstance(entry, _File):
-            if not entry.tree.writable:
+            if not self._writes(entry.tree):
                 return EROFS_
             os.utime(entry.fd, ns=_times(os.fstat(entry.fd), atim, mtim, flags))
             return ESUCCESS
         if isinstance(entry, _Dir):
-            if not entry.tree.writable or entry.fd < 0:
+            if entry.fd < 0 or not self._writes(entry.tree):
                 return EROFS_
             os.utime(entry.fd, ns=_times(os.fstat(entry.fd), atim, mtim, flags))
             return ESUCCESS

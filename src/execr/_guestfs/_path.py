@@ -62,7 +62,7 @@ class PathCalls(Core):
             tree = at.tree
             want_write = bool(rights & R_WRITE) or bool(oflags & O_TRUNC_)
             creating = bool(oflags & O_CREAT_)
-            if not tree.writable and (want_write or (creating and not self._exists(at))):
+            if (want_write or creating) and not self._writes(tree) and (want_write or not self._exists(at)):
                 return EROFS_
             if tree.virtual:
                 return self._open_virtual(mem, at, oflags, out)
@@ -156,7 +156,7 @@ class PathCalls(Core):
         self, mem: Memory, fd: int, flags: int, path_ptr: int, path_len: int, atim: int, mtim: int, fst: int
     ) -> int:
         with self._at(fd, path_ptr, path_len, mem, bool(flags & FOLLOW)) as at:
-            if not at.tree.writable:
+            if not self._writes(at.tree):
                 return EROFS_
             st = os.stat(at.name, dir_fd=at.parent, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
@@ -166,7 +166,7 @@ class PathCalls(Core):
 
     def path_create_directory(self, mem: Memory, fd: int, path_ptr: int, path_len: int) -> int:
         with self._at(fd, path_ptr, path_len, mem, False) as at:
-            if not at.tree.writable:
+            if not self._writes(at.tree):
                 return EROFS_
             if len(at.rel) >= MAX_DEPTH:
                 return ENAMETOOLONG_
@@ -182,7 +182,7 @@ class PathCalls(Core):
 
     def path_remove_directory(self, mem: Memory, fd: int, path_ptr: int, path_len: int) -> int:
         with self._at(fd, path_ptr, path_len, mem, False) as at:
-            if not at.tree.writable:
+            if not self._writes(at.tree):
                 return EROFS_
             if at.name in (b".", b"..") or (not at.rel and at.name == b"."):
                 return EINVAL_
@@ -192,7 +192,7 @@ class PathCalls(Core):
 
     def path_unlink_file(self, mem: Memory, fd: int, path_ptr: int, path_len: int) -> int:
         with self._at(fd, path_ptr, path_len, mem, False) as at:
-            if not at.tree.writable:
+            if not self._writes(at.tree):
                 return EROFS_
             st = os.stat(at.name, dir_fd=at.parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
@@ -205,7 +205,7 @@ class PathCalls(Core):
         self, mem: Memory, fd: int, old_ptr: int, old_len: int, new_fd: int, new_ptr: int, new_len: int
     ) -> int:
         with self._at(fd, old_ptr, old_len, mem, False) as src, self._at(new_fd, new_ptr, new_len, mem, False) as dst:
-            if not src.tree.writable or not dst.tree.writable:
+            if not self._writes(src.tree) or not self._writes(dst.tree):
                 return EROFS_
             if b"." in (src.name, dst.name) or b".." in (src.name, dst.name):
                 return EINVAL_

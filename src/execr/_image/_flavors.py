@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from .._mounts import Preopen
 from . import _binary, _datafiles, _guest
 from ._binary import Binary
@@ -147,7 +147,7 @@ def flavor(name: object) -> Flavor:
     """The flavor called ``name``; anything else raises ``InvalidArgument`` listing the names."""
     if isinstance(name, str) and name in FLAVORS:
         return FLAVORS[name]
-    raise InvalidArgument(f"runtime must be one of {', '.join(map(repr, NAMES))}; got {name!r}")
+    raise InvalidArgument(f"runtime must be one of {', '.join(map(repr, NAMES))}; got {shown(name)}")
 
 
 def preload_list(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -163,6 +163,6 @@ def preload_list(value: str | Iterable[str] | None) -> tuple[str, ...]:
         if item == "":
             continue
         if not isinstance(item, str) or not _MODULE.fullmatch(item):
-            raise InvalidArgument(f"preload must list module names; got {item!r}")
+            raise InvalidArgument(f"preload must list module names; got {shown(item)}")
         out.append(item)
     return tuple(dict.fromkeys(out))

@@ -202,11 +202,14 @@ sys.dont_write_bytecode = True
 
 def _make_entry():
     MAILBOX_MARK = %(mark)r
-    import ast, atexit, builtins, linecache, marshal, random, struct, sys, types
+    import ast, atexit, builtins, linecache, marshal, random, re, struct, sys, types
     from importlib.machinery import SourceFileLoader
 
     box = bytearray(MAILBOX_MARK + bytes(%(box)d))
     pack_into, unpack_from, loads = struct.pack_into, struct.unpack_from, marshal.loads
+    # more than one line or statement; or what the tokenizer may warn about (an escape, a digit
+    # before a letter: a failed eval-mode compile must not have warned, the general path warns)
+    not_one = re.compile(rb"[\\r\\n;\\\\]|[0-9][A-Za-z_]").search
     stdlib = tuple(p for p in sys.path if p.startswith("/usr/local/lib"))
     for key in [k for k in sys.path_importer_cache if not k.startswith(stdlib)]:
         del sys.path_importer_cache[key]  # finders for the boot's own directories
@@ -237,6 +240,14 @@ def _make_entry():
         if not want_value:
             exec(compile(source, script, "exec", dont_inherit=True), scope)
             return None
+        if not_one(source.rstrip()) is None:  # one line, maybe an expression (most REPL calls): one compile
+            try:
+                code = compile(source, script, "eval", dont_inherit=True)
+            except SyntaxError:  # a statement: the general path below reports any real error
+                code = None
+            if code is not None:
+                result = eval(code, scope)
+                return None if result is None else repr(result)
         tree = compile(source, script, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         exec(compile(tree, script, "exec", dont_inherit=True), scope)

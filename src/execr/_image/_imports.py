@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 
 __all__ = [
     "GROUPS",
@@ -193,7 +193,7 @@ def expand(items: Iterable[str], base: Iterable[str] = ()) -> tuple[str, ...]:
     out: list[str] = list(base)
     for item in items:
         if not isinstance(item, str) or not _MODULE.fullmatch(item):
-            raise InvalidArgument(f"preload must list module names; got {item!r}")
+            raise InvalidArgument(f"preload must list module names; got {shown(item)}")
         group = GROUPS.get(item)
         out += [*group.modules] if group is not None else [item]
     return tuple(dict.fromkeys(out))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from .._request import Request, make_request
 from .._results import Outcome, Result
 from ._ray import run_on_ray
@@ -143,9 +143,9 @@ def iter_results(
     every item (an item's own keys win).
     """
     if not isinstance(backend, str) or backend not in ("local", "ray"):
-        raise InvalidArgument(f"backend must be 'local' or 'ray'; got {backend!r}")
+        raise InvalidArgument(f"backend must be 'local' or 'ray'; got {shown(backend)}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {workers!r}")
+        raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {shown(workers)}")
     if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
         raise InvalidArgument(f"requests must be an iterable of requests; got {type(requests).__name__}")
     _check_defaults(defaults)

@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Unpack
 
-from .._exceptions import InvalidArgument, PoolFull
+from .._exceptions import InvalidArgument, PoolFull, shown
 from .._image._flavors import flavor
 from .._limits import UNSET, Unset
 from .._process import Phase, at_exit
@@ -57,7 +57,7 @@ def _factory_spec(factory: Callable[[], Any] | None) -> str | None:
         return None
     module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     if not module or module == "__main__" or "<" in name:
-        raise InvalidArgument(f"runtime_factory must be importable by name (module-level); got {factory!r}")
+        raise InvalidArgument(f"runtime_factory must be importable by name (module-level); got {shown(factory)}")
     return f"{module}:{name}"
 
 
@@ -287,9 +287,9 @@ class WorkerPool:
         if workers is None:
             workers = os.cpu_count() or 1
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise InvalidArgument(f"workers must be a positive int; got {workers!r}")
+            raise InvalidArgument(f"workers must be a positive int; got {shown(workers)}")
         if max_queue is not None and (isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1):
-            raise InvalidArgument(f"max_queue must be a positive int or None; got {max_queue!r}")
+            raise InvalidArgument(f"max_queue must be a positive int or None; got {shown(max_queue)}")
         if not isinstance(snapshot, bool):
             raise InvalidArgument(f"snapshot must be a bool; got {type(snapshot).__name__}")
         names = tuple(dict.fromkeys([runtimes] if isinstance(runtimes, str) else runtimes))

@@ -46,6 +46,10 @@ class EntryPoint:
     #: A reactor's entry: source run by ``turn`` (written to ``host_alloc`` memory) instead of a table call.
     turn: bytes = b""
 
+    def patched(self, patches: tuple[tuple[int, bytes], ...]) -> EntryPoint:
+        """This entry with ``patches`` (``dataclasses.replace`` costs more than the run's other steps)."""
+        return EntryPoint(self.table_index, self.args, self.mailbox, patches, self.turn)
+
 
 @dataclasses.dataclass
 class Launch:

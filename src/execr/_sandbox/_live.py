@@ -29,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import io
 import mmap
 import os
 import threading
 import weakref
 from collections.abc import Iterator
+from itertools import repeat
+from operator import sub
 from typing import Any
 
 import wasmtime as wt
@@ -73,7 +76,7 @@ class Saved:
     stack_pointer: int
     base: int  # the memory's address at the save
     flat: list[int]  # the spans, absolute: [start0, end0, start1, end1, ...]
-    data: bytearray  # the instance's save buffer: valid until its next ``save()``
+    data: io.BytesIO  # the instance's save buffer (the spans' bytes from offset 0): valid until its next ``save()``
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -249,7 +252,7 @@ class Live:
         self.closed = False
         self.calls: dict[int, Raw] = {}  # entry functions resolved in this instance (``_entry``)
         self._mapped: list[tuple[int, int]] = []  # spans mapped from an Image (they differ from the snapshot)
-        self._buffer = bytearray()  # reused by save(): no new pages to fault in per call
+        self._buffer = io.BytesIO()  # reused by save(): no new pages to fault in per call
         self._folded: list[tuple[int, int]] = []  # spans mapped from the session's file (``_fold``)
         self._file_len = 0  # the session's file's size (0: none open)
 
@@ -271,19 +274,14 @@ class Live:
                 flat, size = [], 0
         else:
             flat, size = [base, base + length], length
-        if len(self._buffer) < size:
-            self._buffer = bytearray(size)
-        kept = self._buffer
         memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
-        buffer, at = memoryview(kept), 0
-        try:
-            for i in range(0, len(flat), 2):  # the hot loop of a session call: kept lean
-                start, end = flat[i] - base, flat[i + 1] - base
-                buffer[at : at + end - start] = memory[start:end]
-                at += end - start
+        kept = self._buffer
+        try:  # the hot step of a session call: ~100 spans, iterated in C (a Python loop costs ~0.5 us a span)
+            kept.seek(0)
+            starts, ends = map(sub, flat[0::2], repeat(base)), map(sub, flat[1::2], repeat(base))
+            kept.writelines(map(memory.__getitem__, map(slice, starts, ends)))
         finally:
             memory.release()
-            buffer.release()
         return Saved(length, global_i32(self.store, self._sp), base, flat, kept)
 
     def image(self) -> Image:
@@ -311,7 +309,7 @@ class Live:
                 _pagemap.drop(base + start, end - start)
         elif length > saved.data_len:  # the save holds all of memory up to data_len; zero the rest
             self.mem.write(self.store, bytes(length - saved.data_len), saved.data_len)
-        data, at = memoryview(saved.data), 0
+        data, at = memoryview(saved.data.getvalue()), 0  # no copy (the buffer's next write makes its own)
         pages = []
         for start, end in saved.spans:
             pages.append((start, data[at : at + end - start]))
@@ -348,7 +346,7 @@ class Live:
     def trim(self) -> None:
         """Free what an idle session need not hold: the buffer ``save()`` reuses, and its
         file's descriptor (its pages stay mapped; the next fold starts a new file)."""
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()
         _folds.close(self)
 
     def _map_runs(self, image: Image) -> None:

@@ -23,11 +23,11 @@ class _TrapHandlers:
     def __init__(self) -> None:
         self._saved: list[tuple[int, ctypes.Array[ctypes.c_char], int | None]] = []
         try:
-            self._sigaction = ctypes.CDLL(None, use_errno=True).sigaction
+            self._sigaction = ctypes.PyDLL(None).sigaction  # keeps the GIL: a syscall of ~1 us, 4 per run
         except (OSError, AttributeError):
             return
         self._sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        self._local = threading.local()  # ``ensure``'s buffer, one per thread (ctypes calls drop the GIL)
+        self._local = threading.local()  # ``ensure``'s buffer, one per thread
         for sig in self._SIGNALS:
             buf = ctypes.create_string_buffer(self._SIZE)
             if self._sigaction(sig, None, buf) == 0:

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any, Final
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from .._jsonlike import MAX_DEPTH, MAX_ITEMS, check
 from .._results import ToolCall
 from . import _guest, _workers
@@ -123,7 +123,7 @@ class ToolBox:
             isinstance(max_calls, bool) or not isinstance(max_calls, int) or not 0 <= max_calls <= _MAX_CALLS_CAP
         ):
             raise InvalidArgument(
-                f"max_tool_calls must be a whole number from 0 to {_MAX_CALLS_CAP}, or None; got {max_calls!r:.60}"
+                f"max_tool_calls must be a whole number from 0 to {_MAX_CALLS_CAP}, or None; got {shown(max_calls, 60)}"
             )
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
             raise InvalidArgument(f"loop must be an asyncio event loop or None; got {type(loop).__name__}")
@@ -188,10 +188,10 @@ class ToolBox:
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
-        raise InvalidArgument(f"tool names must be ASCII Python identifiers (not keywords); got {name!r:.60}")
+        raise InvalidArgument(f"tool names must be ASCII Python identifiers (not keywords); got {shown(name, 60)}")
     if name.startswith("_") or name in _guest.RESERVED or len(name) > 64:
         raise InvalidArgument(
-            f"tool name {name!r:.60} is not allowed: names are at most 64 characters, do not start with '_', "
+            f"tool name {shown(name, 60)} is not allowed: names are at most 64 characters, do not start with '_', "
             f"and are not {', '.join(sorted(_guest.RESERVED))} (the guest module's own)"
         )
 

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
+from .._exceptions import shown
 from .._image._flavors import NAMES
 from .._limits import UNSET
 from .._options import count, seconds, size
@@ -67,7 +68,7 @@ def pair(option: str, sep: str = "=") -> Callable[[str], tuple[str, str]]:
     def parse(text: str) -> tuple[str, str]:
         key, found, value = text.partition(sep)
         if not found or not key:
-            raise argparse.ArgumentTypeError(f"expected {option}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {option}; got {shown(text)}")
         return key, value
 
     return parse

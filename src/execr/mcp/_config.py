@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from ..server._config import ServerConfig, is_loopback
 
 __all__ = ["TRANSPORTS", "McpConfig", "rebinding_guard"]
@@ -44,11 +44,11 @@ class McpConfig:
             raise InvalidArgument(f"server must be an execr.server.ServerConfig; got {type(self.server).__name__}")
         if self.transport not in TRANSPORTS:
             raise InvalidArgument(
-                f"transport must be one of {', '.join(map(repr, TRANSPORTS))}; got {self.transport!r}"
+                f"transport must be one of {', '.join(map(repr, TRANSPORTS))}; got {shown(self.transport)}"
             )
         for flag in ("stateful", "in_process"):
             if not isinstance(getattr(self, flag), bool):
-                raise InvalidArgument(f"{flag} must be a bool; got {getattr(self, flag)!r}")
+                raise InvalidArgument(f"{flag} must be a bool; got {shown(getattr(self, flag))}")
         if self.stateful and self.transport != "http":
             raise InvalidArgument("stateful applies to the http transport only")
 

@@ -20,7 +20,7 @@ from mcp import types
 from mcp.server.lowlevel.server import request_ctx
 from pydantic import BaseModel, ValidationError
 
-from .._exceptions import ExecrError, InvalidArgument
+from .._exceptions import ExecrError, InvalidArgument, shown
 from .._image._flavors import NAMES
 from ..server._config import ServerConfig
 from ..server._session_store import SessionStore
@@ -116,7 +116,12 @@ def _where(loc: Sequence[int | str]) -> str:
 
 
 def _shown(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr) if not isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        return shown(value, 60)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except ValueError:  # an int too long to print
+        return shown(value, 60)
     return text if len(text) <= 60 else text[:60] + "..."
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from .._limits import DEFAULT_LIMITS, Limits
 from .._options import parse_size
 
@@ -125,26 +125,26 @@ class ServerConfig:
             raise InvalidArgument("max_limits and default_limits must be execr.Limits")
         object.__setattr__(self, "default_limits", _clamp(self.default_limits, self.max_limits))
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {self.workers!r}")
+            raise InvalidArgument(f"workers must be a whole number >= 1, or None; got {shown(self.workers)}")
         for name in ("max_body_bytes", "max_batch", "max_checkpoint_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"{name} must be a whole number >= 1; got {value!r}")
+                raise InvalidArgument(f"{name} must be a whole number >= 1; got {shown(value)}")
         for name in ("max_queue", "max_sessions_per_key", "max_checkpoints_per_key"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgument(f"{name} must be a whole number >= 0; got {value!r}")
+                raise InvalidArgument(f"{name} must be a whole number >= 0; got {shown(value)}")
         for name in ("session_idle_timeout", "max_session_lifetime"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1e9):
-                raise InvalidArgument(f"{name} must be seconds above 0 (at most 1e9), or None; got {value!r}")
+                raise InvalidArgument(f"{name} must be seconds above 0 (at most 1e9), or None; got {shown(value)}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise InvalidArgument(f"port must be 0..65535; got {self.port!r}")
+            raise InvalidArgument(f"port must be 0..65535; got {shown(self.port)}")
         for flag in ("insecure", "public_metrics", "public_docs"):
             if not isinstance(getattr(self, flag), bool):
-                raise InvalidArgument(f"{flag} must be a bool; got {getattr(self, flag)!r}")
+                raise InvalidArgument(f"{flag} must be a bool; got {shown(getattr(self, flag))}")
         if not (isinstance(self.grace, (int, float)) and self.grace >= 0):
-            raise InvalidArgument(f"grace must be seconds >= 0; got {self.grace!r}")
+            raise InvalidArgument(f"grace must be seconds >= 0; got {shown(self.grace)}")
         if not self.api_keys and not self.insecure and not is_loopback(self.host):
             raise InvalidArgument(
                 f"refusing to serve on non-loopback host {self.host!r} without API keys; "

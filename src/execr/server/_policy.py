@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Any
 
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, shown
 from .._limits import Limits
 from .._request import Request, make_request
 from ._models import ExecuteRequest
@@ -26,7 +26,7 @@ def _b64(what: str, text: str) -> bytes:
 
 
 def _show(value: object) -> str:
-    return "null (unlimited)" if value is None else repr(value)
+    return "null (unlimited)" if value is None else shown(value)
 
 
 def check_caps(limits: Limits, cap: Limits) -> Limits:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from .._exceptions import ExecrError
+from .._exceptions import ExecrError, shown
 
 __all__ = [
     "CheckpointTooLarge",
@@ -44,5 +44,4 @@ def new_id(prefix: str) -> str:
 
 def shown_id(sid: object) -> str:
     """``sid`` as an error message shows it (at most about 80 characters)."""
-    text = repr(sid)
-    return text if len(text) <= 80 else text[:80] + "...'"
+    return shown(sid, 80)
