@@ -385,6 +385,35 @@ def test_a_big_heap_is_folded_and_still_rolls_back(runtime: Runtime) -> None:
             assert back.run("big[4096], big[8192], len(big)").value == f"(2, 5, {16 << 20})"
 
 
+def test_a_busy_small_session_folds_once_and_stays_exact(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At its 16th call a session folds its pages into its own file, however few (later saves copy
+    only what its calls keep writing); at most EARLY_FOLDS sessions of a process do so, and a
+    closed session gives its place back. Rollback, fork and checkpoints still see exact state."""
+    from execr._sandbox import _live
+
+    monkeypatch.setattr(_live, "EARLY_FOLDS", 1)
+    with Session(on=runtime) as first, Session(on=runtime) as second:
+        for i in range(_live.EARLY_FOLD_SAVE + 2):
+            first.run(f"x = {i}")
+            second.run(f"x = {i}")
+        assert first._slot.live._folded and not second._slot.live._folded  # the one place was taken
+        r = first.run("x = -1\nwhile True: pass", timeout=0.3)
+        assert r.outcome is Outcome.TIMED_OUT
+        assert first.run("x").value == str(_live.EARLY_FOLD_SAVE + 1)
+        child = first.fork()
+        try:
+            child.run("x = 'child'")
+            assert (first.run("x").value, child.run("x").value) == (str(_live.EARLY_FOLD_SAVE + 1), "'child'")
+        finally:
+            child.close()
+        first.close()
+        with Session(on=runtime) as third:  # the place came back with the close
+            for i in range(_live.EARLY_FOLD_SAVE + 1):
+                third.run(f"y = {i}")
+            assert third._slot.live._folded
+            assert third.run("y").value == str(_live.EARLY_FOLD_SAVE)
+
+
 def test_busy_sessions_hold_few_descriptors_and_stay_exact(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each session folds its heap into a file of its own; however many are busy, the process keeps
     at most OPEN_FOLDS of those descriptors open (and an idle one none), and a session whose file
