@@ -414,6 +414,44 @@ def test_a_busy_small_session_folds_once_and_stays_exact(runtime: Runtime, monke
             assert third.run("y").value == str(_live.EARLY_FOLD_SAVE)
 
 
+def test_kept_and_rolled_back_calls_interleaved_keep_exact_state(runtime: Runtime) -> None:
+    """Random kept and failed calls (atomic raises, timeouts, the memory limit), each writing
+    scattered pages of a buffer and new objects: after each, the state is exactly what the kept
+    calls made. Rollback writes saved pages back over and drops only the pages made private since."""
+    import random
+
+    rng = random.Random(1234)
+    pages = 3000  # ~12 MiB: past the fold threshold after a few calls
+    with Session(on=runtime, memory_limit=256 << 20) as s:
+        s.run(f"buf = bytearray({pages} * 4096); keep = {{}}")
+        expect: dict[int, int] = {}
+        kept = 0
+        for call in range(40):
+            touched = {rng.randrange(pages): rng.randrange(1, 256) for _ in range(rng.randrange(1, 60))}
+            writes = "; ".join(f"buf[{p} * 4096 + 7] = {v}" for p, v in touched.items())
+            kind = rng.choice(["keep", "keep", "atomic", "timeout", "memory"])
+            if kind == "keep":
+                r = s.run(f"{writes}; keep[{call}] = [{call}] * 100")
+                assert r.ok, r.stderr
+                expect.update(touched)
+                kept += 1
+            elif kind == "atomic":
+                r = s.run(f"{writes}; keep[{call}] = 1; raise ValueError", atomic=True)
+                assert r.outcome is Outcome.FAILED
+            elif kind == "timeout":
+                r = s.run(f"{writes}; keep[{call}] = 1\nwhile True: pass", timeout=0.2)
+                assert r.outcome is Outcome.TIMED_OUT
+            else:
+                r = s.run(f"{writes}; keep[{call}] = 1; junk = [bytearray(1 << 20) for _ in range(400)]")
+                assert r.outcome is Outcome.MEMORY_LIMIT
+            got = s.run(
+                "sum(b * (i + 1) for i, b in enumerate(buf[7::4096]) if b), len(keep), "
+                "all(v == [k] * 100 for k, v in keep.items())"
+            ).value
+            want = (sum(v * (p + 1) for p, v in expect.items()), kept, True)
+            assert got == str(want), (call, kind)
+
+
 def test_busy_sessions_hold_few_descriptors_and_stay_exact(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each session folds its heap into a file of its own; however many are busy, the process keeps
     at most OPEN_FOLDS of those descriptors open (and an idle one none), and a session whose file

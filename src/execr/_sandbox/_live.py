@@ -11,8 +11,9 @@ process holds privately (``_pagemap``) plus those mapped from a file since. So:
   offsets (``_fold``, ``_Folds``), so a call copies only what the calls since the last fold
   wrote, not everything the session ever changed (on kernels without ``PAGEMAP_SCAN``, before
   6.7, it copies all of memory);
-- ``rollback(saved)`` drops every private page (back to the file it maps, the image, or zeros
-  past it) and writes the saved ones back: the instance is exactly as it was at ``save()``;
+- ``rollback(saved)`` writes the saved pages back over and drops every other private page (back
+  to the file it maps, the image, or zeros past it): the instance is exactly as it was at
+  ``save()``;
 - ``image()`` writes every page that differs from the snapshot (private or mapped) into an
   ``Image``: what a checkpoint stores and its forks map;
 - ``Image(state)`` holds a state's pages in a memfd once; ``map(image)`` maps them copy-on-write
@@ -229,6 +230,24 @@ def _union(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int
     return out
 
 
+def _minus(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of the sorted, disjoint [start, end) spans ``a`` outside those of ``b`` (also sorted, disjoint)."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    for start, end in a:
+        while i < len(b) and b[i][1] <= start:
+            i += 1
+        j = i
+        while start < end and j < len(b) and b[j][0] < end:
+            if b[j][0] > start:
+                out.append((start, b[j][0]))
+            start = max(start, b[j][1])
+            j += 1
+        if start < end:
+            out.append((start, end))
+    return out
+
+
 def _close_gaps(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted ``spans`` with gaps of at most ``GAP`` bytes between them closed (the gap's unchanged
     pages are taken along: one mapping instead of three)."""
@@ -318,7 +337,10 @@ class Live:
         base = self._base()
         length = self.mem.data_len(self.store)
         if _pagemap.available():
-            for start, end in _pagemap.scan(base, base + length):
+            # the saved pages are written back over; only pages made private since are dropped, in a
+            # call per run of them with gaps under ``GAP`` closed (a call costs a TLB flush; a page
+            # dropped in a gap only maps its file again, or is written back below)
+            for start, end in _close_gaps(_minus(_pagemap.scan(base, base + length), saved.spans)):
                 _pagemap.drop(base + start, end - start)
         elif length > saved.data_len:  # the save holds all of memory up to data_len; zero the rest
             self.mem.write(self.store, bytes(length - saved.data_len), saved.data_len)
