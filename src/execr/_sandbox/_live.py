@@ -292,8 +292,8 @@ class Live:
         last fold wrote, not all the session ever changed.
 
         A busy session also folds once at its ``EARLY_FOLD_SAVE``-th save, whatever its size: its
-        private pages are then only those its calls keep writing (~90 for ``x + 1`` instead of
-        ~130, the rest having been written once by its first calls), so each later save copies
+        private pages are then only those its calls keep writing (~76 for ``x + 1`` instead of
+        ~124, the rest having been written once by its first calls), so each later save copies
         a third less. At most ``EARLY_FOLDS`` sessions of a process do so: a fold maps its file
         in ~20-40 pieces, and a process may hold 65,530 maps in all."""
         base, length = memory_span(self.store, self.mem)
@@ -303,9 +303,9 @@ class Live:
             size = sum(flat[1::2]) - sum(flat[0::2])
             if size >= FOLD_AT or (self._saves == EARLY_FOLD_SAVE and size and _early_folds.take(self)):
                 self._fold([(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)])
-                flat, size = [], 0
+                flat = []
         else:
-            flat, size = [base, base + length], length
+            flat = [base, base + length]
         memory = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
         kept = self._buffer
         try:  # the hot step of a session call: ~100 spans, iterated in C (a Python loop costs ~0.5 us a span)
