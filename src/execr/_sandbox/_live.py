@@ -86,8 +86,7 @@ class Saved:
     @property
     def spans(self) -> list[tuple[int, int]]:
         """The spans as ``(start, end)`` offsets in memory."""
-        flat, base = self.flat, self.base
-        return [(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)]
+        return _pagemap.pairs(self.flat, self.base)
 
 
 class Image:
@@ -302,7 +301,7 @@ class Live:
             flat = _pagemap.scan_flat(base, base + length)  # absolute [start, end, start, end, ...]
             size = sum(flat[1::2]) - sum(flat[0::2])
             if size >= FOLD_AT or (self._saves == EARLY_FOLD_SAVE and size and _early_folds.take(self)):
-                self._fold([(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)])
+                self._fold(_pagemap.pairs(flat, base))
                 flat = []
         else:
             flat = [base, base + length]

@@ -22,7 +22,7 @@ import mmap
 import os
 import threading
 
-__all__ = ["Restorer", "available", "drop", "scan", "scan_flat"]
+__all__ = ["Restorer", "available", "drop", "pairs", "scan", "scan_flat"]
 
 _PAGE = mmap.PAGESIZE
 _PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
@@ -121,8 +121,12 @@ def _scan_flat(start: int, end: int) -> list[int]:
 
 def _scan(start: int, end: int) -> list[tuple[int, int]]:
     """The ``[start, end)`` spans of private pages, as offsets from ``start``."""
-    flat = _scan_flat(start, end)
-    return [(flat[i] - start, flat[i + 1] - start) for i in range(0, len(flat), 2)]
+    return pairs(_scan_flat(start, end), start)
+
+
+def pairs(flat: list[int], base: int) -> list[tuple[int, int]]:
+    """``scan_flat``'s ``[start0, end0, start1, ...]`` as ``(start, end)`` offsets from ``base``."""
+    return [(flat[i] - base, flat[i + 1] - base) for i in range(0, len(flat), 2)]
 
 
 def _drop(start: int, length: int) -> None:
